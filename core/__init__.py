@@ -1,0 +1,66 @@
+"""SakaiBot's platform-neutral engine: the curated public API for plugins and platforms."""
+
+__version__ = "0.1.0"
+
+from core.errors import (  # noqa: E402
+    BackendAuthError,
+    BackendError,
+    BackendRateLimited,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+    ContentRejected,
+    InvalidCommand,
+    InvalidImage,
+    InvalidRequest,
+    JobCancelled,
+    JobNotFound,
+    JobRejected,
+    PermissionDenied,
+    QueueFull,
+    QuotaExceeded,
+    RateLimited,
+    SakaiError,
+    ServiceStopping,
+    UnknownModel,
+    UserError,
+)
+from core.hookspecs import hookimpl  # noqa: E402
+from core.interfaces import (  # noqa: E402
+    BackendType,
+    Capabilities,
+    CheckResult,
+    CheckStatus,
+    ConfigSection,
+    Enhancer,
+    ImageModel,
+    ModelSettings,
+    Platform,
+    PlatformSettings,
+    PlatformType,
+    Progress,
+    sizes_for_area,
+)
+from core.types import (  # noqa: E402
+    EventKind,
+    GenerationOptions,
+    GenerationRequest,
+    Image,
+    ImageRequest,
+    Job,
+    JobEvent,
+    JobState,
+    Requester,
+    Size,
+)
+
+__all__ = [
+    "BackendAuthError", "BackendError", "BackendRateLimited", "BackendTimeout", "BackendType",
+    "BackendUnavailable", "Capabilities", "CheckResult", "CheckStatus", "ConfigError", "ConfigSection",
+    "ContentRejected", "Enhancer", "EventKind", "GenerationOptions", "GenerationRequest", "Image",
+    "ImageModel", "ImageRequest", "InvalidCommand", "InvalidImage", "InvalidRequest", "Job",
+    "JobCancelled", "JobEvent", "JobNotFound", "JobRejected", "JobState", "ModelSettings",
+    "PermissionDenied", "Platform", "PlatformSettings", "PlatformType", "Progress", "QueueFull",
+    "QuotaExceeded", "RateLimited", "Requester", "SakaiError", "ServiceStopping", "Size", "UnknownModel",
+    "UserError", "__version__", "hookimpl", "sizes_for_area",
+]

@@ -1,0 +1,204 @@
+"""Parsing chat commands, shared by every platform.
+
+``/image=<model>=<prompt>`` as SakaiBot users type it, ``/image <prompt>`` with the default
+model, Midjourney-style options (``--ar 16:9 --seed 42 --no text --steps 20 --raw``), and
+``/models``, ``/queue``, ``/cancel [job]``, ``/help``. Any text either parses to a command,
+is not a command for us (``None``), or raises ``InvalidCommand`` with a message for the user.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.errors import InvalidCommand, InvalidRequest
+from core.types import MAX_SEED, GenerationOptions
+from core.validation import parse_ratio
+
+IMAGE_USAGE = "Use /image=<model>=<prompt> or /image <prompt> [--ar 16:9] [--seed 42] [--no text] [--steps N] [--raw]."
+NAME_RE = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@(?P<bot>\w+))?")
+MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+OPTION_RE = re.compile(r"(?:^|(?<=\s))(?:--|\u2014|\u2013)(?P<name>[A-Za-z][\w-]*)")
+NAMES = {"image": "image", "img": "image", "imagine": "image", "models": "models", "queue": "queue",
+         "cancel": "cancel", "help": "help", "start": "help"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCommand:
+    """Make an image."""
+
+    prompt: str
+    model: str | None
+    options: GenerationOptions
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsCommand:
+    """List the models."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCommand:
+    """Show the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCommand:
+    """Cancel a job (the newest of the user's when no id is given)."""
+
+    job_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HelpCommand:
+    """Explain the commands."""
+
+
+Command = ImageCommand | ModelsCommand | QueueCommand | CancelCommand | HelpCommand
+
+
+def parse_command(text: str, bot_username: str | None = None) -> Command | None:
+    """Parse one chat message; ``None`` when it is not a command for this bot."""
+    stripped = text.lstrip()
+    head = NAME_RE.match(stripped)
+    if head is None:
+        return None
+    name = NAMES.get(head["name"].lower())
+    if name is None or not _addressed_to_us(head["bot"], bot_username):
+        return None
+    rest = stripped[head.end():]
+    if name == "image":
+        return _parse_image(rest)
+    if rest and not rest[0].isspace():
+        return None
+    if name == "cancel":
+        return _parse_cancel(rest)
+    return {"models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand}[name]()
+
+
+def _addressed_to_us(mention: str | None, bot_username: str | None) -> bool:
+    if mention is None or bot_username is None:
+        return True
+    return mention.lower() == bot_username.lstrip("@").lower()
+
+
+def _parse_cancel(rest: str) -> CancelCommand:
+    words = rest.split()
+    if len(words) > 1:
+        raise InvalidCommand("Use /cancel to cancel your newest request, or /cancel <job id>.")
+    return CancelCommand(words[0] if words else None)
+
+
+def _parse_image(rest: str) -> ImageCommand | None:
+    model: str | None = None
+    if rest.startswith("="):
+        model, separator, rest = rest[1:].partition("=")
+        model = model.strip()
+        if not separator or not MODEL_RE.match(model):
+            raise InvalidCommand(f"That is not a model and a prompt. {IMAGE_USAGE}")
+    elif rest and not rest[0].isspace():
+        return None
+    prompt, options = split_options(rest)
+    if not prompt:
+        raise InvalidCommand(f"Describe the image you want. {IMAGE_USAGE}")
+    chosen = options.pop("model", None)
+    if model and chosen and chosen != model.lower():
+        raise InvalidCommand(f"The model is named twice ({model} and {chosen}); name it once.")
+    name = model or chosen
+    return ImageCommand(prompt=prompt, model=name.lower() if name else None, options=_build_options(options))
+
+
+def split_options(text: str) -> tuple[str, dict[str, Any]]:
+    """The prompt before the first ``--option``, and the options' parsed values."""
+    matches = list(OPTION_RE.finditer(text))
+    prompt = text[: matches[0].start()] if matches else text
+    values: dict[str, Any] = {}
+    for n, match in enumerate(matches):
+        end = matches[n + 1].start() if n + 1 < len(matches) else len(text)
+        _take_option(match["name"].lower(), text[match.end():end].strip(), values)
+    return prompt.strip(), values
+
+
+def _take_option(name: str, value: str, into: dict[str, Any]) -> None:
+    spec = OPTIONS.get(name)
+    if spec is None:
+        known = ", ".join(f"--{n}" for n in OPTION_HELP)
+        raise InvalidCommand(f"Unknown option --{name}. Options: {known}.")
+    key, parse = spec
+    if key in into:
+        raise InvalidCommand(f"--{name} is given twice; give it once.")
+    into[key] = parse(name, value)
+
+
+def _flag(name: str, value: str) -> bool:
+    if value:
+        raise InvalidCommand(f"--{name} takes no value, but got '{_short(value)}'. Put options after the prompt.")
+    return True
+
+
+def _integer(low: int, high: int) -> Any:
+    def parse(name: str, value: str) -> int:
+        if not re.fullmatch(r"\d{1,10}", value) or not low <= int(value) <= high:
+            raise InvalidCommand(f"--{name} takes a whole number from {low} to {high}, not '{_short(value)}'.")
+        return int(value)
+    return parse
+
+
+def _ratio(name: str, value: str) -> str:
+    if not re.fullmatch(r"\d{1,3}:\d{1,3}", value):
+        raise InvalidCommand(f"--{name} takes a ratio like 16:9, not '{_short(value)}'.")
+    try:
+        parse_ratio(value)
+    except InvalidRequest as exc:
+        raise InvalidCommand(exc.user_message) from None
+    return value
+
+
+def _text(name: str, value: str) -> str:
+    if not value:
+        raise InvalidCommand(f"--{name} needs some text after it.")
+    return value
+
+
+def _model(name: str, value: str) -> str:
+    if not MODEL_RE.match(value):
+        raise InvalidCommand(f"--{name} takes a model name, not '{_short(value)}'. See /models.")
+    return value.lower()
+
+
+def _short(value: str, limit: int = 40) -> str:
+    flat = " ".join(value.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+OPTIONS: dict[str, tuple[str, Any]] = {
+    "ar": ("aspect_ratio", _ratio),
+    "aspect": ("aspect_ratio", _ratio),
+    "seed": ("seed", _integer(0, MAX_SEED)),
+    "no": ("negative_prompt", _text),
+    "steps": ("steps", _integer(1, 150)),
+    "raw": ("raw", _flag),
+    "file": ("as_file", _flag),
+    "model": ("model", _model),
+}
+OPTION_HELP = {
+    "ar": "aspect ratio, e.g. --ar 16:9",
+    "seed": "a number for repeatable results, e.g. --seed 42",
+    "no": "what to leave out, e.g. --no text, watermark",
+    "steps": "sampling steps, where the model takes them",
+    "raw": "use the prompt exactly as written (no enhancement)",
+    "file": "send the image as a file, uncompressed",
+    "model": "the model, e.g. --model flux (same as /image=flux=...)",
+}
+
+
+def _build_options(values: dict[str, Any]) -> GenerationOptions:
+    raw = values.pop("raw", False)
+    try:
+        return GenerationOptions(**values, enhance=not raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidCommand(f"Option {first['loc'][0]}: {first['msg']}.") from None

@@ -1,0 +1,397 @@
+"""The engine: admits requests, schedules them in per-model lanes, runs them, reports events.
+
+It knows platforms and backends only through what plugins registered; it never imports one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from core.assembly import assemble
+from core.config import Settings, load_settings
+from core.defaults import DefaultModel
+from core.errors import ConfigError, JobCancelled, JobNotFound, PermissionDenied, QueueFull, ServiceStopping, UnknownModel
+from core.handle import JobHandle
+from core.hookcall import lifecycle, notify
+from core.http import create_http_client
+from core.interfaces import ImageModel, Platform
+from core.memory_queue import InMemoryQueue
+from core.plugins import PluginHost, create_plugin_host
+from core.queue import JobQueue, LaneSnapshot, QueueOrder
+from core.ratelimit import UserRateLimiter
+from core.registry import Registry
+from core.retry import RetryPolicy
+from core.runner import JobRunner
+from core.types import EventKind, ImageRequest, Job, JobEvent, JobState, Requester
+from core.validation import resolve
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
+FINAL_KINDS = {JobState.DONE: EventKind.DONE, JobState.FAILED: EventKind.FAILED,
+               JobState.CANCELLED: EventKind.CANCELLED}
+
+
+class Engine:
+    """Platform-neutral image generation with fair, bounded, per-model queues."""
+
+    def __init__(self, settings: Settings, host: PluginHost, *, queue: JobQueue | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.host = host
+        self.hook = host.hook
+        host.add(DefaultModel(settings.engine.default_model), "sakaibot.default-model", source="core")
+        self.registry = Registry()
+        self._http = http
+        self.registry.collect(host, self)
+        built = assemble(settings, self.registry, self)
+        self.models: dict[str, ImageModel] = built.models
+        self.model_settings = built.model_settings
+        self.platform_settings = built.platform_settings
+        self.plugin_settings = built.plugin_settings
+        self.queue: JobQueue = queue or InMemoryQueue()
+        self.limiter = UserRateLimiter(settings.engine.rate_limit)
+        self.runner = JobRunner(self)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.position_interval = 0.25
+        self.jobs: dict[str, Job] = {}
+        self._handles: dict[str, JobHandle] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._pending: Counter[str] = Counter()
+        self._dirty: set[str] = set()
+        self._dirty_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = False
+        self._stopped = False
+        order = QueueOrder(settings.engine.queue_order)
+        for name in self.models:
+            self.queue.add_lane(name, order, settings.engine.max_queue_per_lane)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, path: str | None = None, *, load_entry_points: bool = True,
+                    plugins: Iterable[tuple[str, object]] = (), settings: Settings | None = None,
+                    **kwargs: Any) -> Engine:
+        """Load settings and plugins, then build the engine (no I/O until ``start``)."""
+        settings = settings or load_settings(path)
+        host = create_plugin_host(load_entry_points=load_entry_points, extra=plugins)
+        return cls(settings, host, **kwargs)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client, created on first use."""
+        if self._http is None:
+            self._http = create_http_client(sum(self.concurrency(name) for name in self.models))
+        return self._http
+
+    def concurrency(self, model: str) -> int:
+        """How many jobs of ``model`` may run at once: config, else the model's default."""
+        configured = self.model_settings[model].concurrency
+        return configured or self.models[model].capabilities.default_concurrency
+
+    def model_timeout(self, model: str) -> float:
+        """Seconds one attempt of ``model`` may take."""
+        return self.model_settings[model].timeout
+
+    def retry_policy(self, model: str) -> RetryPolicy:
+        """The retry rules for ``model``."""
+        engine = self.settings.engine
+        attempts = self.model_settings[model].max_attempts or engine.max_attempts
+        return RetryPolicy(attempts, engine.retry_initial_delay, engine.retry_max_delay)
+
+    def plugin_config(self, name: str) -> BaseModel | None:
+        """A plugin's validated ``[plugins.<name>]`` table, or its defaults if absent."""
+        if name in self.plugin_settings:
+            return self.plugin_settings[name]
+        section = self.registry.sections.get(name)
+        return section.settings() if section else None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Run startup hooks, then start a worker per unit of lane concurrency."""
+        await lifecycle(self.hook.startup, raise_errors=True, engine=self)
+        for name in self.models:
+            self._tasks += [asyncio.create_task(self._worker(name), name=f"lane:{name}:{n}")
+                            for n in range(self.concurrency(name))]
+        self._tasks.append(asyncio.create_task(self._position_loop(), name="positions"))
+        self._accepting = True
+        log.info("engine started with models %s", ", ".join(self.models))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, cancel waiting jobs, give running ones ``grace`` seconds, then cancel."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._accepting = False
+        grace = self.settings.engine.shutdown_grace if grace is None else grace
+        await self._cancel_waiting(SHUTDOWN_MESSAGE)
+        await self._drain(grace)
+        await self.queue.close()
+        await _cancel_all(self._tasks)
+        await lifecycle(self.hook.shutdown, raise_errors=False, engine=self)
+        await self._close_resources()
+        log.info("engine stopped")
+
+    async def _cancel_waiting(self, message: str) -> None:
+        for job in [j for j in self.jobs.values() if j.state is JobState.QUEUED]:
+            if await self.queue.remove(job.id) is not None:
+                await self.finish(job, JobState.CANCELLED, JobCancelled(message))
+
+    async def _drain(self, grace: float) -> None:
+        running = list(self._running.values())
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=grace)
+        for task in late:
+            job = self.jobs.get(task.get_name())
+            if job is not None:
+                job.error = JobCancelled(SHUTDOWN_MESSAGE)
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+    async def _close_resources(self) -> None:
+        for model in self.models.values():
+            try:
+                await model.aclose()
+            except Exception:
+                log.exception("model %s failed to close", model.name)
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # ----------------------------------------------------------------- requests
+    async def submit(self, request: ImageRequest) -> JobHandle:
+        """Admit a request and queue it; raise a ``SakaiError`` and change nothing if refused."""
+        if not self._accepting:
+            raise ServiceStopping()
+        name = self.choose_model(request)
+        generation = resolve(request, self.models[name].capabilities)
+        job = Job(id=self._new_id(), request=request, model=name, generation=generation)
+        user, privileged = job.user_key, self.is_admin(request.requester)
+        if not privileged:
+            self._check_user_cap(user)
+            self.limiter.check(user)
+        handle = self._track(job)
+        try:
+            await self.queue.put(job)
+        except BaseException:
+            self._untrack(job)
+            raise
+        if not privileged:
+            self.limiter.hit(user)
+        self._mark_dirty(name)
+        await self.emit(job, EventKind.QUEUED)
+        return handle
+
+    def choose_model(self, request: ImageRequest) -> str:
+        """The model a request runs on, or ``UnknownModel`` listing the available ones."""
+        if request.model is not None:
+            name = request.model.strip().lower()
+            if name not in self.models:
+                raise UnknownModel(request.model, list(self.models))
+            return name
+        chosen = self.hook.select_model(request=request, models=self.models)
+        if chosen not in self.models:
+            raise UnknownModel(str(chosen), list(self.models))
+        return chosen
+
+    def is_admin(self, requester: Requester) -> bool:
+        """Admins skip caps and rate limits and may cancel anyone's job."""
+        return requester.is_admin or f"{requester.platform}:{requester.user_id}" in self.settings.engine.admins
+
+    def _check_user_cap(self, user: str) -> None:
+        cap = self.settings.engine.max_pending_per_user
+        if self._pending[user] >= cap:
+            raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+
+    def _new_id(self) -> str:
+        while True:
+            job_id = uuid.uuid4().hex[:12]
+            if job_id not in self.jobs:
+                return job_id
+
+    def _track(self, job: Job) -> JobHandle:
+        handle = JobHandle(job)
+        self.jobs[job.id] = job
+        self._handles[job.id] = handle
+        self._pending[job.user_key] += 1
+        return handle
+
+    def _untrack(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
+        self._handles.pop(job.id, None)
+        self._running.pop(job.id, None)
+        self._pending[job.user_key] -= 1
+        if self._pending[job.user_key] <= 0:
+            del self._pending[job.user_key]
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a live job, to follow its events (e.g. after a platform reconnects)."""
+        return self._handles.get(job_id)
+
+    # ----------------------------------------------------------------- cancel and look up
+    def find_job(self, job_id: str | None, by: Requester) -> Job:
+        """A live job by id or unique id prefix; without an id, the caller's newest job."""
+        visible = [j for j in self.jobs.values() if self._may_touch(j, by)]
+        if job_id:
+            key = job_id.strip().lower()
+            visible = [j for j in visible if j.id.startswith(key)]
+        if not visible:
+            raise JobNotFound("No such job of yours is waiting or running." if job_id else
+                              "You have no job waiting or running.")
+        if job_id and len(visible) > 1:
+            raise JobNotFound(f"'{job_id}' matches several jobs; give more of the id.")
+        return max(visible, key=lambda j: j.created_at)
+
+    def _may_touch(self, job: Job, by: Requester) -> bool:
+        owner = job.request.requester
+        return self.is_admin(by) or (owner.platform, owner.user_id) == (by.platform, by.user_id)
+
+    async def cancel(self, job_id: str | None, by: Requester) -> Job:
+        """Cancel a waiting or running job of ``by`` (any job, for an admin)."""
+        job = self.find_job(job_id, by)
+        mine = job.request.requester.user_id == by.user_id
+        error = JobCancelled("Cancelled." if mine else "Cancelled by an admin.")
+        if await self.queue.remove(job.id) is not None:
+            self._mark_dirty(job.model)
+            await self.finish(job, JobState.CANCELLED, error)
+            return job
+        job.error = error
+        task = self._running.get(job.id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        return job
+
+    def snapshot(self) -> dict[str, LaneSnapshot]:
+        """Every lane's waiting jobs in the order they will run."""
+        return {name: self.queue.snapshot(name) for name in self.models}
+
+    def running(self, model: str | None = None) -> list[Job]:
+        """Jobs being enhanced or generated now."""
+        return [j for j in self.jobs.values()
+                if j.state in (JobState.ENHANCING, JobState.GENERATING) and model in (None, j.model)]
+
+    # ----------------------------------------------------------------- workers
+    async def _worker(self, lane: str) -> None:
+        while True:
+            job = await self.queue.take(lane)
+            self._mark_dirty(lane)
+            if isinstance(job.error, JobCancelled) or job.id not in self.jobs:
+                await self.finish(job, JobState.CANCELLED, job.error)
+                continue
+            task = asyncio.create_task(self.runner.run(job), name=job.id)
+            self._running[job.id] = task
+            await asyncio.wait([task])
+            await self.queue.done(job)
+
+    def _mark_dirty(self, lane: str) -> None:
+        self._dirty.add(lane)
+        self._dirty_event.set()
+
+    async def _position_loop(self) -> None:
+        """Push positions at most every ``position_interval`` s, so bursts cost one pass."""
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            lanes, self._dirty = self._dirty, set()
+            for lane in lanes:
+                await self._publish_positions(lane)
+            await asyncio.sleep(self.position_interval)
+
+    async def _publish_positions(self, lane: str) -> None:
+        for job_id, position in self.queue.positions(lane).items():
+            job = self.jobs.get(job_id)
+            if job is not None and job.position != position:
+                job.position = position
+                await self.emit(job, EventKind.POSITION, position=position)
+
+    # ----------------------------------------------------------------- events
+    async def emit(self, job: Job, kind: EventKind, **fields: Any) -> None:
+        """Deliver an event to the job's handle and to ``on_job_event`` observers."""
+        event = JobEvent(kind, job, **fields)
+        handle = self._handles.get(job.id)
+        if handle is not None:
+            handle.push(event)
+        await notify(self.hook.on_job_event, event=event, engine=self)
+
+    async def set_state(self, job: Job, state: JobState, kind: EventKind) -> None:
+        """Move a running job to ``state`` and tell everyone."""
+        job.state = state
+        job.position = None
+        await self.emit(job, kind)
+
+    async def finish(self, job: Job, state: JobState, error: BaseException | None = None) -> None:
+        """Record a job's end and emit its final event, exactly once."""
+        if job.state.finished:
+            return
+        job.state, job.error, job.finished_at = state, error, time.time()
+        message = self.render_error(job, error) if error is not None else None
+        self._running.pop(job.id, None)
+        await self.emit(job, FINAL_KINDS[state], message=message)
+        self._untrack(job)
+
+    def progress_for(self, job: Job) -> Callable[..., Awaitable[None]]:
+        """The callback a model calls to report progress on ``job``."""
+        async def progress(fraction: float, preview: bytes | None = None) -> None:
+            await self.emit(job, EventKind.PROGRESS, progress=min(1.0, max(0.0, float(fraction))),
+                            preview=preview)
+        return progress
+
+    def render_error(self, job: Job | None, error: BaseException) -> str:
+        """The text a user sees for ``error``, from the ``render_error`` hook."""
+        return self.hook.render_error(job=job, error=error)
+
+    # ----------------------------------------------------------------- platforms
+    def enabled_platforms(self) -> list[Platform]:
+        """Create the platforms enabled in config."""
+        created = []
+        for name, settings in self.platform_settings.items():
+            if settings.enabled:
+                created.append(self.registry.platforms[name].create(settings))
+        return created
+
+    async def serve(self, platforms: list[Platform] | None = None) -> None:
+        """Start the platforms and serve until every one of them is done or this is cancelled."""
+        platforms = self.enabled_platforms() if platforms is None else platforms
+        if not platforms:
+            raise ConfigError(["platforms: none is enabled; set enabled = true under [platforms.<name>]"])
+        started = []
+        try:
+            for platform in platforms:
+                await platform.start(self)
+                started.append(platform)
+            await asyncio.gather(*(p.wait_closed() for p in started))
+        finally:
+            for platform in reversed(started):
+                await _quietly(platform.stop(), f"platform {platform.name} failed to stop")
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
+
+
+async def _quietly(awaitable: Awaitable[Any], message: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception(message)

@@ -1,0 +1,175 @@
+"""What plugins implement: image models, platforms and prompt enhancers."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.types import GenerationRequest, Image, ImageRequest, Size
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+
+COMMON_RATIOS: tuple[tuple[int, int], ...] = (
+    (1, 1), (4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (9, 16), (21, 9), (9, 21),
+)
+
+
+def sizes_for_area(area: int, multiple: int = 64,
+                   ratios: tuple[tuple[int, int], ...] = COMMON_RATIOS) -> tuple[Size, ...]:
+    """Sizes of about ``area`` pixels for the common ratios, rounded to ``multiple``."""
+    out = []
+    for w, h in ratios:
+        height = (area * h / w) ** 0.5
+        width = height * w / h
+        out.append(Size(_round_to(width, multiple), _round_to(height, multiple)))
+    return tuple(out)
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+class Capabilities(BaseModel):
+    """What a model accepts; the engine checks requests against it before queueing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sizes: tuple[Size, ...] = (Size(1024, 1024),)
+    max_prompt_length: int = 2048
+    supports_seed: bool = True
+    supports_negative_prompt: bool = False
+    max_steps: int | None = None
+    default_steps: int | None = None
+    default_concurrency: int = Field(default=1, ge=1)
+
+
+class Progress(Protocol):
+    """How a model reports progress; the engine turns calls into job events."""
+
+    async def __call__(self, fraction: float, preview: bytes | None = None) -> None:
+        """Report ``fraction`` in [0, 1] done, with an optional preview image."""
+
+
+class CheckStatus(enum.StrEnum):
+    """The outcome of ``sakaibot check`` for one backend."""
+
+    OK = "ok"
+    BAD_CREDENTIALS = "bad credentials"
+    UNREACHABLE = "unreachable"
+    MISCONFIGURED = "misconfigured"
+
+
+@dataclass(slots=True, frozen=True)
+class CheckResult:
+    """Whether a backend can be used, without generating an image."""
+
+    status: CheckStatus
+    detail: str = ""
+
+
+class ImageModel(abc.ABC):
+    """A configured image model; a backend plugin creates one per ``[models.<name>]`` table."""
+
+    name: str
+    description: str
+    capabilities: Capabilities
+
+    @abc.abstractmethod
+    async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
+        """Make one image or raise a ``BackendError``."""
+
+    async def check(self) -> CheckResult:
+        """Tell whether the backend is reachable with the configured credentials."""
+        return CheckResult(CheckStatus.OK, "no remote service")
+
+    async def aclose(self) -> None:
+        """Release what the model holds; called once at shutdown."""
+
+
+class Enhancer(abc.ABC):
+    """Rewrites a prompt before generation; the engine falls back to the input on any error."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def enhance(self, prompt: str, request: ImageRequest, model: ImageModel) -> str:
+        """Return the improved prompt."""
+
+
+class Platform(abc.ABC):
+    """A chat platform adapter: it translates, the engine does the work."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def start(self, engine: Engine) -> None:
+        """Connect and begin handling commands; return once running."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Disconnect; pending replies are the engine's to cancel."""
+
+    async def wait_closed(self) -> None:
+        """Wait until the platform has nothing more to do; most serve until stopped."""
+        await asyncio.Event().wait()
+
+
+class ModelSettings(BaseModel):
+    """Settings every ``[models.<name>]`` table has; backends subclass it for their own keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    description: str | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=256)
+    timeout: float = Field(default=120.0, gt=0)
+    max_attempts: int | None = Field(default=None, ge=1, le=10)
+    enabled: bool = True
+
+
+class PlatformSettings(BaseModel):
+    """Settings every ``[platforms.<name>]`` table has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+
+
+ModelFactory = Callable[[str, Any, "Engine"], ImageModel]
+PlatformFactory = Callable[[Any], Platform]
+
+
+@dataclass(slots=True, frozen=True)
+class BackendType:
+    """A kind of model backend a plugin offers; config instances name it in ``backend``."""
+
+    name: str
+    create: ModelFactory
+    settings: type[ModelSettings] = ModelSettings
+    description: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class PlatformType:
+    """A chat platform a plugin offers; it starts when ``[platforms.<name>] enabled = true``."""
+
+    name: str
+    create: PlatformFactory
+    settings: type[PlatformSettings] = PlatformSettings
+    description: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigSection:
+    """A ``[plugins.<name>]`` table with the model that validates it."""
+
+    name: str
+    settings: type[BaseModel]

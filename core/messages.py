@@ -1,0 +1,102 @@
+"""The words users see, shared by every platform so the bot speaks the same everywhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.commands import OPTION_HELP
+from core.types import EventKind, Job, JobEvent
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.types import Requester
+
+
+def status_text(event: JobEvent) -> str:
+    """One line for a job's status message."""
+    job, kind = event.job, event.kind
+    if kind in (EventKind.QUEUED, EventKind.POSITION):
+        where = f" - position {event.position or job.position}" if (event.position or job.position) else ""
+        return f"⏳ Queued for {job.model}{where}"
+    if kind in (EventKind.ENHANCING, EventKind.ENHANCED):
+        return "✨ Enhancing the prompt…"
+    if kind is EventKind.GENERATING:
+        return f"🎨 Generating with {job.model}…"
+    if kind is EventKind.PROGRESS:
+        return f"🎨 Generating with {job.model}… {round((event.progress or 0) * 100)}%"
+    if kind is EventKind.RETRYING:
+        return f"🔁 The service stumbled; {event.message or 'retrying'}…"
+    if kind is EventKind.DONE:
+        return f"✅ Done in {elapsed(job):.1f} s"
+    if kind is EventKind.CANCELLED:
+        return f"🚫 {event.message or 'Cancelled.'}"
+    return f"❌ {event.message or 'Failed.'}"
+
+
+def elapsed(job: Job) -> float:
+    """Seconds from submission to the end (or now)."""
+    end = job.finished_at or job.started_at or job.created_at
+    return max(0.0, end - job.created_at)
+
+
+def caption(job: Job) -> str:
+    """The text under a finished image: model, seed, time, and the prompt actually used."""
+    image = job.result
+    seed = image.seed if image and image.seed is not None else job.generation.seed
+    parts = [f"🎨 {job.model}", f"seed {seed}" if seed is not None else None, f"{elapsed(job):.1f} s"]
+    head = " · ".join(p for p in parts if p)
+    if job.enhanced_prompt:
+        return f"{head}\n✨ {job.enhanced_prompt}\n📝 {job.request.prompt}"
+    return f"{head}\n📝 {job.generation.prompt}"
+
+
+def truncate_words(text: str, limit: int, ellipsis: str = "…") -> str:
+    """``text`` cut to ``limit`` characters at a word boundary."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(ellipsis)]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + ellipsis
+
+
+def models_text(engine: Engine) -> str:
+    """The ``/models`` answer."""
+    default = engine.settings.engine.default_model
+    lines = ["Models:"]
+    for name, model in sorted(engine.models.items()):
+        mark = " (default)" if name == default else ""
+        lines.append(f"• {name}{mark} - {model.description}")
+    lines.append("Use /image=<model>=<prompt>.")
+    return "\n".join(lines)
+
+
+def queue_text(engine: Engine, requester: Requester) -> str:
+    """The ``/queue`` answer: every lane's load, and where the caller's jobs stand."""
+    lines = []
+    for name, lane in sorted(engine.snapshot().items()):
+        running = len(engine.running(name))
+        lines.append(f"• {name}: {running}/{engine.concurrency(name)} running, {len(lane.waiting)} waiting")
+    mine = [j for j in engine.jobs.values() if j.request.requester.user_id == requester.user_id
+            and j.request.requester.platform == requester.platform]
+    for job in sorted(mine, key=lambda j: j.created_at):
+        where = f"position {job.position}" if job.position else job.state.value
+        lines.append(f"  your job {job.id} ({job.model}): {where}")
+    return "Queue:\n" + "\n".join(lines) if lines else "The queue is empty."
+
+
+def help_text(engine: Engine) -> str:
+    """The ``/help`` answer."""
+    options = "\n".join(f"  --{name}: {text}" for name, text in OPTION_HELP.items())
+    models = ", ".join(sorted(engine.models))
+    return (
+        "SakaiBot makes images from your words.\n"
+        f"/image=<model>=<prompt> - e.g. /image={engine.settings.engine.default_model}=a lighthouse at dusk\n"
+        "/image <prompt> - with the default model\n"
+        f"Options, after the prompt:\n{options}\n"
+        f"/models - the models ({models})\n"
+        "/queue - what is waiting\n"
+        "/cancel [job] - cancel your newest (or the named) request\n"
+        "/help - this text"
+    )

@@ -1,0 +1,130 @@
+"""Running one job: enhance, let plugins veto, generate with retries and a timeout, report.
+
+Every failure ends as a ``SakaiError`` on the job; anything unexpected is logged with its
+traceback and shown to the user as a plain ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from tenacity import RetryCallState
+
+from core.errors import BackendError, BackendTimeout, JobCancelled, SakaiError, UserError
+from core.hookcall import notify, pipeline
+from core.interfaces import Enhancer, ImageModel
+from core.retry import BeforeSleep
+from core.types import EventKind, Image, Job, JobState
+from core.validation import check_prompt
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Takes one claimed job to its end state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def run(self, job: Job) -> None:
+        """Run ``job``; its final event is always emitted, whatever happens."""
+        model = self.engine.models[job.model]
+        job.started_at = time.time()
+        try:
+            await self._enhance(job, model)
+            await pipeline(self.engine.hook.before_generate, job=job, engine=self.engine)
+            image = await self._generate(job, model)
+        except asyncio.CancelledError:
+            await self.engine.finish(job, JobState.CANCELLED, job.error or JobCancelled())
+            raise
+        except SakaiError as exc:
+            await self._fail(job, exc)
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", job.id)
+            await self._fail(job, _unexpected(exc))
+        else:
+            await self._succeed(job, image)
+
+    async def _enhance(self, job: Job, model: ImageModel) -> None:
+        enhancers = self.engine.registry.enhancers
+        if not enhancers or not job.request.options.enhance:
+            return
+        await self.engine.set_state(job, JobState.ENHANCING, EventKind.ENHANCING)
+        started = time.perf_counter()
+        prompt = job.generation.prompt
+        for enhancer in enhancers:
+            prompt = await self._enhance_once(enhancer, prompt, job, model)
+        job.timings["enhance"] = time.perf_counter() - started
+        if prompt != job.generation.prompt:
+            job.enhanced_prompt = prompt
+            job.generation = dataclasses.replace(job.generation, prompt=prompt)
+            await self.engine.emit(job, EventKind.ENHANCED, message=prompt)
+
+    async def _enhance_once(self, enhancer: Enhancer, prompt: str, job: Job, model: ImageModel) -> str:
+        """One enhancer's answer, or the prompt unchanged if it fails in any way."""
+        try:
+            answer = await enhancer.enhance(prompt, job.request, model)
+            return check_prompt(answer, model.capabilities.max_prompt_length)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("enhancer %s failed for job %s, keeping the prompt: %s", enhancer.name, job.id, exc)
+            return prompt
+
+    async def _generate(self, job: Job, model: ImageModel) -> Image:
+        await self.engine.set_state(job, JobState.GENERATING, EventKind.GENERATING)
+        policy = self.engine.retry_policy(job.model)
+        started = time.perf_counter()
+        image: Image | None = None
+        async for attempt in policy.retrying(self.engine.sleep, self._before_sleep(job)):
+            with attempt:
+                image = await self._attempt(job, model)
+        job.timings["generate"] = time.perf_counter() - started
+        assert image is not None
+        return image
+
+    async def _attempt(self, job: Job, model: ImageModel) -> Image:
+        job.attempts += 1
+        timeout = self.engine.model_timeout(job.model)
+        try:
+            async with asyncio.timeout(timeout):
+                return await model.generate(job.generation, self.engine.progress_for(job))
+        except TimeoutError as exc:
+            raise BackendTimeout(f"The {job.model} model did not answer within {timeout:g} s.") from exc
+
+    def _before_sleep(self, job: Job) -> BeforeSleep:
+        async def report(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            delay = state.upcoming_sleep
+            log.info("job %s attempt %d failed (%s); retrying in %.1f s", job.id, state.attempt_number,
+                     error, delay)
+            await self.engine.emit(job, EventKind.RETRYING, message=f"retrying in {delay:.0f} s")
+        return report
+
+    async def _succeed(self, job: Job, image: Image) -> None:
+        image.model = image.model or job.model
+        image.timings.update(job.timings)
+        job.result = image
+        await notify(self.engine.hook.after_generate, job=job, result=image, engine=self.engine)
+        await self.engine.finish(job, JobState.DONE)
+
+    async def _fail(self, job: Job, error: SakaiError) -> None:
+        level = logging.INFO if isinstance(error, UserError) else logging.WARNING
+        log.log(level, "job %s failed: %r", job.id, error, exc_info=error.__cause__ is not None)
+        await notify(self.engine.hook.on_generation_error, job=job, error=error, engine=self.engine)
+        state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
+        await self.engine.finish(job, state, error)
+
+
+def _unexpected(exc: Exception) -> BackendError:
+    error = BackendError(detail=f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+

@@ -1,0 +1,180 @@
+"""The values that travel through the engine: requests, jobs, events and images."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SEED = 2**32 - 1
+
+
+class Requester(BaseModel):
+    """Who asked, and where the answer goes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: str
+    user_id: str
+    chat_id: str | None = None
+    display_name: str | None = None
+    is_admin: bool = False
+
+
+class GenerationOptions(BaseModel):
+    """What the user asked for beyond the prompt; checked against the model later."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    aspect_ratio: str | None = Field(default=None, pattern=r"^\d{1,3}:\d{1,3}$")
+    width: int | None = Field(default=None, ge=64, le=4096)
+    height: int | None = Field(default=None, ge=64, le=4096)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    negative_prompt: str | None = Field(default=None, max_length=2000)
+    steps: int | None = Field(default=None, ge=1, le=150)
+    enhance: bool = True
+    as_file: bool = False
+
+
+class ImageRequest(BaseModel):
+    """One request for an image, as a platform hands it to the engine."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    model: str | None = None
+    requester: Requester
+    options: GenerationOptions = GenerationOptions()
+
+
+@dataclass(slots=True, frozen=True)
+class Size:
+    """Width and height in pixels."""
+
+    width: int
+    height: int
+
+    @property
+    def ratio(self) -> float:
+        """Width over height."""
+        return self.width / self.height
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(slots=True, frozen=True)
+class GenerationRequest:
+    """The resolved values a model receives: no aspect ratios, no optional seed."""
+
+    prompt: str
+    size: Size
+    seed: int | None
+    negative_prompt: str | None
+    steps: int | None
+    original_prompt: str
+
+
+@dataclass(slots=True)
+class Image:
+    """A finished image, kept in memory as bytes."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    seed: int | None = None
+    model: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def extension(self) -> str:
+        """The file extension that matches the bytes' format."""
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(self.mime_type, "bin")
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    ENHANCING = "enhancing"
+    GENERATING = "generating"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once the job can no longer change."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One request on its way through the engine; mutated only by the engine."""
+
+    id: str
+    request: ImageRequest
+    model: str
+    generation: GenerationRequest
+    state: JobState = JobState.QUEUED
+    position: int | None = None
+    attempts: int = 0
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    enhanced_prompt: str | None = None
+    result: Image | None = None
+    error: BaseException | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def user_key(self) -> str:
+        """The identity used for fairness, caps and rate limits."""
+        who = self.request.requester
+        return f"{who.platform}:{who.user_id}"
+
+    @property
+    def prompt(self) -> str:
+        """The prompt the model gets: the enhanced one when there is one."""
+        return self.enhanced_prompt or self.request.prompt
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a job."""
+
+    QUEUED = "queued"
+    POSITION = "position"
+    ENHANCING = "enhancing"
+    ENHANCED = "enhanced"
+    GENERATING = "generating"
+    PROGRESS = "progress"
+    RETRYING = "retrying"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """True for the last event a job ever emits."""
+        return self in (EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED)
+
+
+@dataclass(slots=True, frozen=True)
+class JobEvent:
+    """A change in one job, for its platform and for observers."""
+
+    kind: EventKind
+    job: Job
+    position: int | None = None
+    progress: float | None = None
+    preview: bytes | None = None
+    message: str | None = None
+    at: float = field(default_factory=time.monotonic)

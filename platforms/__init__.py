@@ -1,0 +1,1 @@
+"""Chat platform adapters: each translates between one chat service and the engine."""

@@ -1,0 +1,122 @@
+"""The console platform: one status line per job change, images saved to a folder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import Field
+
+from core import EventKind, JobEvent, Platform, PlatformSettings, Requester
+from core.chat import ChatService, JobReply
+from core.engine import Engine
+from core.handle import JobHandle
+from core.messages import caption, status_text
+from platforms.console.stdin import join_continued, read_lines
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleSettings(PlatformSettings):
+    """``[platforms.console]`` keys."""
+
+    output_dir: Path = Field(default=Path("outputs"), description="Where finished images are saved.")
+    user: str = Field(default="local", min_length=1, description="The user id jobs are filed under.")
+    admin: bool = Field(default=True, description="The local user skips caps and rate limits.")
+
+
+class ConsolePlatform(Platform):
+    """Reads commands line by line; finishes when input ends and its jobs are done."""
+
+    name = "console"
+
+    def __init__(self, settings: ConsoleSettings, lines: AsyncIterator[str] | None = None,
+                 out: TextIO | None = None) -> None:
+        self.settings = settings
+        self._lines = lines
+        self._out = out
+        self._followers: set[asyncio.Task[None]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self.requester = Requester(platform="console", user_id=settings.user, chat_id="console",
+                                   is_admin=settings.admin)
+
+    async def start(self, engine: Engine) -> None:
+        """Begin reading commands."""
+        self.chat = ChatService(engine)
+        lines = self._lines if self._lines is not None else read_lines()
+        self._reader = asyncio.create_task(self._read(join_continued(lines)), name="console-reader")
+        self._say("SakaiBot console - type /help, or /image=<model>=<prompt>.")
+
+    async def stop(self) -> None:
+        """Stop reading and following jobs."""
+        tasks = [t for t in (self._reader, *self._followers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once input has ended and every job it started has finished."""
+        await self._closed.wait()
+
+    async def _read(self, lines: AsyncIterator[str]) -> None:
+        async for line in lines:
+            if line.strip():
+                await self._handle(line)
+        if self._followers:
+            await asyncio.wait(self._followers)
+        self._closed.set()
+
+    async def _handle(self, line: str) -> None:
+        reply = await self.chat.handle(line, self.requester)
+        if reply is None:
+            self._say("Not a command. Type /help.")
+        elif isinstance(reply, JobReply):
+            task = asyncio.create_task(self._follow(reply.handle), name=f"console-{reply.handle.id}")
+            self._followers.add(task)
+            task.add_done_callback(self._followers.discard)
+        else:
+            self._say(reply.text)
+
+    async def _follow(self, handle: JobHandle) -> None:
+        last = ""
+        async for event in handle:
+            if event.kind is EventKind.DONE:
+                await self._deliver(event)
+                continue
+            text = status_text(event)
+            if _worth_showing(event, text, last):
+                self._say(f"[{handle.id}] {text}")
+                last = text
+
+    async def _deliver(self, event: JobEvent) -> None:
+        job = event.job
+        image = job.result
+        if image is None:
+            return
+        path = self.settings.output_dir / f"{job.id}.{image.extension}"
+        await asyncio.to_thread(_write, path, image.data)
+        self._say(f"[{job.id}] {status_text(event)} -> {path}\n{caption(job)}")
+
+    def _say(self, text: str) -> None:
+        out = self._out or sys.stdout
+        print(text, file=out, flush=True)
+
+
+def _worth_showing(event: JobEvent, text: str, last: str) -> bool:
+    """Skip repeated lines and show progress in quarters, so a terminal is not flooded."""
+    if text == last:
+        return False
+    if event.kind is EventKind.PROGRESS:
+        return round((event.progress or 0) * 100) % 25 == 0
+    return True
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

@@ -1,0 +1,1 @@
+"""SakaiBot's built-in plugins: model backends and prompt enhancers."""

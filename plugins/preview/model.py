@@ -1,0 +1,49 @@
+"""The preview model: renders off the event loop, reports progress while it waits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import Field
+
+from core import Capabilities, GenerationRequest, Image, ImageModel, ModelSettings, Progress, sizes_for_area
+from plugins.preview.render import render_png
+
+DESCRIPTION = "Offline preview: a deterministic placeholder picture, not an AI model. Needs no account."
+
+
+class PreviewSettings(ModelSettings):
+    """``[models.<name>]`` keys of the preview backend."""
+
+    latency: float = Field(default=0.0, ge=0, le=600, description="Seconds to pretend to work.")
+    area: int = Field(default=512 * 512, ge=64 * 64, le=2048 * 2048, description="Pixels per image.")
+
+
+class PreviewModel(ImageModel):
+    """Draws a picture from prompt, seed and size; the same inputs give the same bytes."""
+
+    def __init__(self, name: str, settings: PreviewSettings) -> None:
+        self.name = name
+        self.description = settings.description or DESCRIPTION
+        self.latency = settings.latency
+        self.capabilities = Capabilities(
+            sizes=sizes_for_area(settings.area, multiple=64),
+            max_prompt_length=4000,
+            supports_seed=True,
+            supports_negative_prompt=True,
+            max_steps=50,
+            default_steps=8,
+            default_concurrency=2,
+        )
+
+    async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
+        """Wait the configured latency in steps, reporting progress, then render in a thread."""
+        if self.latency:
+            steps = request.steps or 1
+            for step in range(steps):
+                await asyncio.sleep(self.latency / steps)
+                await progress((step + 1) / steps)
+        data = await asyncio.to_thread(render_png, request, self.name)
+        return Image(data=data, mime_type="image/png", width=request.size.width,
+                     height=request.size.height, seed=request.seed, model=self.name,
+                     metadata={"backend": "preview"})
