@@ -38,7 +38,7 @@ class Registry:
     def _collect(self, host: PluginHost, hook_name: str, kind: type, into: dict[str, Any],
                  extra: dict[str, Any]) -> None:
         hook = getattr(host.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # registration order: the first to claim a name keeps it
             staged: dict[str, Any] = {}
 
             def register(item: Any, _staged: dict[str, Any] = staged, _plugin: str = impl.plugin_name) -> None:

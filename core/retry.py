@@ -42,7 +42,7 @@ class RetryPolicy:
 
     def delay(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter, but never shorter than the backend asked for."""
-        backoff = wait_exponential_jitter(self.initial_delay, self.max_delay, jitter=self.jitter)(state)
+        backoff = wait_exponential_jitter(multiplier=self.initial_delay, max=self.max_delay, jitter=self.jitter)(state)
         outcome = state.outcome
         asked = retry_after_of(outcome.exception()) if outcome is not None and outcome.failed else None
         return max(backoff, asked or 0.0)
