@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from core.errors import (  # noqa: E402
+from core.errors import (
     BackendAuthError,
     BackendError,
     BackendRateLimited,
@@ -25,8 +25,8 @@ from core.errors import (  # noqa: E402
     UnknownModel,
     UserError,
 )
-from core.hookspecs import hookimpl  # noqa: E402
-from core.interfaces import (  # noqa: E402
+from core.hookspecs import hookimpl
+from core.interfaces import (
     BackendType,
     Capabilities,
     CheckResult,
@@ -41,7 +41,7 @@ from core.interfaces import (  # noqa: E402
     Progress,
     sizes_for_area,
 )
-from core.types import (  # noqa: E402
+from core.types import (
     EventKind,
     GenerationOptions,
     GenerationRequest,

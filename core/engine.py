@@ -19,7 +19,14 @@ from pydantic import BaseModel
 from core.assembly import assemble
 from core.config import Settings, load_settings
 from core.defaults import DefaultModel
-from core.errors import ConfigError, JobCancelled, JobNotFound, PermissionDenied, QueueFull, ServiceStopping, UnknownModel
+from core.errors import (
+    ConfigError,
+    JobCancelled,
+    JobNotFound,
+    QueueFull,
+    ServiceStopping,
+    UnknownModel,
+)
 from core.handle import JobHandle
 from core.hookcall import lifecycle, notify
 from core.http import create_http_client
@@ -248,7 +255,8 @@ class Engine:
     # ----------------------------------------------------------------- cancel and look up
     def find_job(self, job_id: str | None, by: Requester) -> Job:
         """A live job by id or unique id prefix; without an id, the caller's newest job."""
-        visible = [j for j in self.jobs.values() if self._may_touch(j, by)]
+        visible = [j for j in self.jobs.values()
+                   if self._may_touch(j, by) and not isinstance(j.error, JobCancelled)]
         if job_id:
             key = job_id.strip().lower()
             visible = [j for j in visible if j.id.startswith(key)]

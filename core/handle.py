@@ -12,7 +12,7 @@ from core.types import EventKind, Image, Job, JobEvent
 class JobHandle:
     """Follows one job; iterate it for events, await ``result()`` for the image."""
 
-    __slots__ = ("job", "_pending", "_waiter", "_final")
+    __slots__ = ("_final", "_pending", "_waiter", "job")
 
     def __init__(self, job: Job) -> None:
         self.job = job

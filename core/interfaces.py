@@ -34,7 +34,7 @@ def sizes_for_area(area: int, multiple: int = 64,
 
 
 def _round_to(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+    return max(multiple, round(value / multiple) * multiple)
 
 
 class Capabilities(BaseModel):
@@ -90,7 +90,7 @@ class ImageModel(abc.ABC):
         """Tell whether the backend is reachable with the configured credentials."""
         return CheckResult(CheckStatus.OK, "no remote service")
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional for models that hold nothing
         """Release what the model holds; called once at shutdown."""
 
 

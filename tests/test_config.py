@@ -82,7 +82,7 @@ def test_one_error_names_every_bad_plugin_key(tmp_path):
 def test_a_default_model_that_is_not_configured_is_named(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[engine]\ndefault_model = "flux"\n[models.preview]\nbackend = "preview"\n')
-    with pytest.raises(ConfigError, match="engine.default_model: 'flux'"):
+    with pytest.raises(ConfigError, match=r"engine\.default_model: 'flux'"):
         _engine(path)
 
 

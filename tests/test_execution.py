@@ -73,11 +73,11 @@ async def test_retries_are_bounded(engine_factory):
 
 
 async def test_a_model_slower_than_its_timeout_times_out(engine_factory):
-    engine, backend = await engine_factory({"a": {"backend": "fake", "latency": 5, "timeout": 0.05,
+    engine, _backend = await engine_factory({"a": {"backend": "fake", "latency": 5, "timeout": 0.05,
                                                   "max_attempts": 2}})
     engine.sleep = lambda delay: asyncio.sleep(0)
     handle = await engine.submit(request())
-    with pytest.raises(BackendTimeout, match="within 0.05 s"):
+    with pytest.raises(BackendTimeout, match=r"within 0\.05 s"):
         await handle.result()
     assert handle.job.attempts == 2
 
