@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -44,6 +44,7 @@ from core.validation import resolve
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
+YIELD_EVERY = 0.005
 FINAL_KINDS = {JobState.DONE: EventKind.DONE, JobState.FAILED: EventKind.FAILED,
                JobState.CANCELLED: EventKind.CANCELLED}
 
@@ -77,6 +78,7 @@ class Engine:
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._policies: dict[str, RetryPolicy] = {}
         self._accepting = False
         self._stopped = False
         order = QueueOrder(settings.engine.queue_order)
@@ -111,9 +113,12 @@ class Engine:
 
     def retry_policy(self, model: str) -> RetryPolicy:
         """The retry rules for ``model``."""
-        engine = self.settings.engine
-        attempts = self.model_settings[model].max_attempts or engine.max_attempts
-        return RetryPolicy(attempts, engine.retry_initial_delay, engine.retry_max_delay)
+        policy = self._policies.get(model)
+        if policy is None:
+            engine = self.settings.engine
+            attempts = self.model_settings[model].max_attempts or engine.max_attempts
+            policy = self._policies[model] = RetryPolicy(attempts, engine.retry_initial_delay, engine.retry_max_delay)
+        return policy
 
     def plugin_config(self, name: str) -> BaseModel | None:
         """A plugin's validated ``[plugins.<name>]`` table, or its defaults if absent."""
@@ -130,6 +135,7 @@ class Engine:
             self._tasks += [asyncio.create_task(self._worker(name), name=f"lane:{name}:{n}")
                             for n in range(self.concurrency(name))]
         self._tasks.append(asyncio.create_task(self._position_loop(), name="positions"))
+        await asyncio.sleep(0)  # let the workers park in take(), so the first jobs go straight to them
         self._accepting = True
         log.info("engine started with models %s", ", ".join(self.models))
 
@@ -154,14 +160,12 @@ class Engine:
                 await self.finish(job, JobState.CANCELLED, JobCancelled(message))
 
     async def _drain(self, grace: float) -> None:
-        running = list(self._running.values())
-        if not running:
+        waits = [asyncio.ensure_future(self._handles[job_id].wait()) for job_id in self._running]
+        if not waits:
             return
-        _, late = await asyncio.wait(running, timeout=grace)
-        for task in late:
-            job = self.jobs.get(task.get_name())
-            if job is not None:
-                job.error = JobCancelled(SHUTDOWN_MESSAGE)
+        _, late = await asyncio.wait(waits, timeout=grace)
+        for job_id, task in list(self._running.items()):
+            self.jobs[job_id].error = JobCancelled(SHUTDOWN_MESSAGE)
             task.cancel()
         if late:
             await asyncio.wait(late)
@@ -229,7 +233,7 @@ class Engine:
 
     def _new_id(self) -> str:
         while True:
-            job_id = uuid.uuid4().hex[:12]
+            job_id = secrets.token_hex(6)
             if job_id not in self.jobs:
                 return job_id
 
@@ -280,11 +284,14 @@ class Engine:
             self._mark_dirty(job.model)
             await self.finish(job, JobState.CANCELLED, error)
             return job
-        job.error = error
         task = self._running.get(job.id)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        if task is None:  # handed to a worker that has not started it yet: it will skip the job
+            await self.finish(job, JobState.CANCELLED, error)
+            return job
+        job.error = error
+        handle = self._handles[job.id]
+        task.cancel()
+        await handle.wait()
         return job
 
     def snapshot(self) -> dict[str, LaneSnapshot]:
@@ -298,16 +305,30 @@ class Engine:
 
     # ----------------------------------------------------------------- workers
     async def _worker(self, lane: str) -> None:
+        """Run the lane's jobs one after another, inline: no task per job on the hot path."""
+        me = asyncio.current_task()
+        assert me is not None
+        loop = asyncio.get_running_loop()
+        yielded = loop.time()
         while True:
             job = await self.queue.take(lane)
             self._mark_dirty(lane)
             if isinstance(job.error, JobCancelled) or job.id not in self.jobs:
                 await self.finish(job, JobState.CANCELLED, job.error)
                 continue
-            task = asyncio.create_task(self.runner.run(job), name=job.id)
-            self._running[job.id] = task
-            await asyncio.wait([task])
-            await self.queue.done(job)
+            self._running[job.id] = me
+            try:
+                await self.runner.run(job)
+            except asyncio.CancelledError:
+                if self._stopped or not job.state.finished:
+                    raise
+                me.uncancel()  # the cancel was for this job, which is now finished; keep serving
+            finally:
+                self._running.pop(job.id, None)
+                await self.queue.done(job)
+            if loop.time() - yielded > YIELD_EVERY:  # a lane of instant jobs must not starve the loop
+                await asyncio.sleep(0)
+                yielded = loop.time()
 
     def _mark_dirty(self, lane: str) -> None:
         self._dirty.add(lane)
@@ -351,7 +372,6 @@ class Engine:
             return
         job.state, job.error, job.finished_at = state, error, time.time()
         message = self.render_error(job, error) if error is not None else None
-        self._running.pop(job.id, None)
         await self.emit(job, FINAL_KINDS[state], message=message)
         self._untrack(job)
 

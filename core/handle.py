@@ -12,13 +12,14 @@ from core.types import EventKind, Image, Job, JobEvent
 class JobHandle:
     """Follows one job; iterate it for events, await ``result()`` for the image."""
 
-    __slots__ = ("_final", "_pending", "_waiter", "job")
+    __slots__ = ("_done", "_final", "_pending", "_waiter", "job")
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self._pending: deque[JobEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._final: JobEvent | None = None
+        self._done: asyncio.Future[None] | None = None
 
     @property
     def id(self) -> str:
@@ -35,9 +36,11 @@ class JobHandle:
         if self._final is not None:
             return
         self._pending.append(event)
+        self._wake()
         if event.kind.final:
             self._final = event
-        self._wake()
+            if self._done is not None and not self._done.done():
+                self._done.set_result(None)
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -64,9 +67,12 @@ class JobHandle:
         return self.events()
 
     async def wait(self) -> JobEvent:
-        """Wait for the final event without consuming the others."""
-        while self._final is None:
-            await self._wait()
+        """Wait for the final event without consuming the others; woken once, not per event."""
+        if self._final is None:
+            if self._done is None:
+                self._done = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._done)
+        assert self._final is not None
         return self._final
 
     async def result(self) -> Image:

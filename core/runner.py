@@ -12,12 +12,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from tenacity import RetryCallState
-
 from core.errors import BackendError, BackendTimeout, JobCancelled, SakaiError, UserError
 from core.hookcall import notify, pipeline
 from core.interfaces import Enhancer, ImageModel
-from core.retry import BeforeSleep
+from core.retry import OnRetry
 from core.types import EventKind, Image, Job, JobState
 from core.validation import check_prompt
 
@@ -82,12 +80,8 @@ class JobRunner:
         await self.engine.set_state(job, JobState.GENERATING, EventKind.GENERATING)
         policy = self.engine.retry_policy(job.model)
         started = time.perf_counter()
-        image: Image | None = None
-        async for attempt in policy.retrying(self.engine.sleep, self._before_sleep(job)):
-            with attempt:
-                image = await self._attempt(job, model)
+        image = await policy.run(lambda: self._attempt(job, model), self.engine.sleep, self._retrying(job))
         job.timings["generate"] = time.perf_counter() - started
-        assert image is not None
         return image
 
     async def _attempt(self, job: Job, model: ImageModel) -> Image:
@@ -99,12 +93,9 @@ class JobRunner:
         except TimeoutError as exc:
             raise BackendTimeout(f"The {job.model} model did not answer within {timeout:g} s.") from exc
 
-    def _before_sleep(self, job: Job) -> BeforeSleep:
-        async def report(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            delay = state.upcoming_sleep
-            log.info("job %s attempt %d failed (%s); retrying in %.1f s", job.id, state.attempt_number,
-                     error, delay)
+    def _retrying(self, job: Job) -> OnRetry:
+        async def report(attempt: int, error: BaseException, delay: float) -> None:
+            log.info("job %s attempt %d failed (%r); retrying in %.1f s", job.id, attempt, error, delay)
             await self.engine.emit(job, EventKind.RETRYING, message=f"retrying in {delay:.0f} s")
         return report
 

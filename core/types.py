@@ -134,12 +134,12 @@ class Job:
     result: Image | None = None
     error: BaseException | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    user_key: str = ""
 
-    @property
-    def user_key(self) -> str:
-        """The identity used for fairness, caps and rate limits."""
+    def __post_init__(self) -> None:
+        # The identity used for fairness, caps and rate limits; read on every queue operation.
         who = self.request.requester
-        return f"{who.platform}:{who.user_id}"
+        self.user_key = f"{who.platform}:{who.user_id}"
 
     @property
     def prompt(self) -> str:
@@ -164,10 +164,13 @@ class EventKind(enum.StrEnum):
     @property
     def final(self) -> bool:
         """True for the last event a job ever emits."""
-        return self in (EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED)
+        return self in _FINAL_EVENTS
 
 
-@dataclass(slots=True, frozen=True)
+_FINAL_EVENTS = frozenset({EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED})
+
+
+@dataclass(slots=True)
 class JobEvent:
     """A change in one job, for its platform and for observers."""
 

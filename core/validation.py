@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-import unicodedata
+import re
 
 from core.errors import InvalidRequest
 from core.interfaces import Capabilities
 from core.types import MAX_SEED, GenerationOptions, GenerationRequest, ImageRequest, Size
 
-ALLOWED_CONTROL = frozenset("\n\t")
+# Unicode categories Cc and Cs, except newline and tab, which multi-line prompts need.
+CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 MAX_RATIO = 4.0
 
 
@@ -20,14 +21,11 @@ def check_prompt(prompt: str, max_length: int, what: str = "prompt") -> str:
         raise InvalidRequest(f"The {what} is empty. Describe the image you want.")
     if len(text) > max_length:
         raise InvalidRequest(f"The {what} is {len(text)} characters long; this model takes at most {max_length}.")
-    bad = next((ch for ch in text if _is_control(ch)), None)
+    bad = CONTROL_RE.search(text)
     if bad is not None:
-        raise InvalidRequest(f"The {what} contains a control character (U+{ord(bad):04X}). Remove it and try again.")
+        code = ord(bad.group())
+        raise InvalidRequest(f"The {what} contains a control character (U+{code:04X}). Remove it and try again.")
     return text
-
-
-def _is_control(ch: str) -> bool:
-    return ch not in ALLOWED_CONTROL and unicodedata.category(ch) in ("Cc", "Cs")
 
 
 def parse_ratio(text: str) -> float:

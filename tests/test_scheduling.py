@@ -72,6 +72,7 @@ async def test_positions_are_pushed_as_they_change(engine_factory):
     engine, backend = await engine_factory(plugins=[("rec", recorder)], max_pending_per_user=10)
     model = backend.models["a"]
     model.gate = asyncio.Event()
+    model.latency = 0.02  # real models take time, and positions are pushed between jobs
     handles = [await engine.submit(request(f"p{i}", user=f"u{i}")) for i in range(4)]
     await asyncio.sleep(0.01)
     last = handles[-1]

@@ -1,0 +1,24 @@
+"""``python -m tests.benchmarks``: print the benchmark table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from tests.benchmarks.engine_bench import render, run
+
+
+def main() -> None:
+    """Parse sizes, run, print."""
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks")
+    parser.add_argument("--users", type=int, default=50, help="clients in the throughput run")
+    parser.add_argument("--per-user", type=int, default=100, help="requests per client, one after another")
+    parser.add_argument("--queued", type=int, default=10_000, help="queued jobs for the memory run")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(render(asyncio.run(run(args.users, args.per_user, args.queued))))
+
+
+if __name__ == "__main__":
+    main()

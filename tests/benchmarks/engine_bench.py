@@ -1,0 +1,175 @@
+"""Engine benchmarks: throughput, memory per queued job, and fairness.
+
+Every figure is printed next to a baseline measured in the same run, so the ratios mean the
+same on any machine. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core import GenerationRequest, Image, Progress
+from core.engine import Engine
+from core.types import ImageRequest
+from tests.utils import PNG, FakeModel, make_engine, request
+
+
+@dataclass(slots=True)
+class Row:
+    """One line of the printed table."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float
+    baseline_name: str
+    target: str
+
+    @property
+    def ratio(self) -> float:
+        """The figure over its baseline."""
+        return self.value / self.baseline if self.baseline else float("inf")
+
+
+class InstantModel(FakeModel):
+    """Answers at once with a tiny PNG and reports no progress: only the engine is measured."""
+
+    async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
+        """Return at once."""
+        return Image(PNG, "image/png", 8, 8, seed=request.seed, model=self.name)
+
+
+def _engine(concurrency: int = 4, **settings: object) -> tuple[Engine, FakeModel]:
+    settings = {"rate_limit": None, "max_pending_per_user": 10_000, "max_queue_per_lane": 1_000_000, **settings}
+    engine, backend = make_engine({"a": {"backend": "fake", "concurrency": concurrency}}, **settings)
+    engine.position_interval = 0.25  # the shipped default; the test helper sets 0 for quick tests
+    return engine, backend.models["a"]
+
+
+def _instant(engine: Engine) -> None:
+    model = engine.models["a"]
+    instant = InstantModel.__new__(InstantModel)
+    instant.__dict__.update(model.__dict__)
+    engine.models["a"] = instant
+
+
+async def closed_loop(submit_and_wait: Callable[[ImageRequest], Awaitable[object]], users: int,
+                      per_user: int) -> float:
+    """µs per job when ``users`` clients each send ``per_user`` requests one after another."""
+    batches = [[request(f"p{u}-{i}", user=f"u{u}", seed=i) for i in range(per_user)] for u in range(users)]
+
+    async def client(batch: list[ImageRequest]) -> None:
+        for item in batch:
+            await submit_and_wait(item)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(batch) for batch in batches))
+    return (time.perf_counter() - started) / (users * per_user) * 1e6
+
+
+async def engine_per_job(users: int, per_user: int) -> float:
+    """µs per job through the whole engine (validation, queue, lane worker, events) at 4 lanes' worth."""
+    engine, _ = _engine()
+    _instant(engine)
+    await engine.start()
+
+    async def through_engine(item: ImageRequest) -> object:
+        return await (await engine.submit(item)).wait()
+
+    result = await closed_loop(through_engine, users, per_user)
+    await engine.stop()
+    return result
+
+
+async def bare_queue_per_job(users: int, per_user: int) -> float:
+    """The naive design as a baseline: one asyncio.Queue, four workers, a future per job."""
+    queue: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue()
+
+    async def worker() -> None:
+        while True:
+            (await queue.get()).set_result(PNG)
+
+    workers = [asyncio.create_task(worker()) for _ in range(4)]
+    loop = asyncio.get_running_loop()
+
+    async def through_queue(item: ImageRequest) -> object:
+        future = loop.create_future()
+        queue.put_nowait(future)
+        return await future
+
+    result = await closed_loop(through_queue, users, per_user)
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    return result
+
+
+async def queued_job_memory(jobs: int) -> tuple[float, float]:
+    """Bytes per queued job (request included), and per bare ImageRequest as the baseline."""
+    engine, model = _engine()
+    model.gate = asyncio.Event()
+    await engine.start()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    handles = [await engine.submit(request(f"prompt number {i}", user=f"u{i % 100}", seed=i)) for i in range(jobs)]
+    await asyncio.sleep(0.05)  # let the position pass run, as it would in service
+    per_job = (tracemalloc.get_traced_memory()[0] - before) / jobs
+    tracemalloc.stop()
+    model.gate.set()
+    await asyncio.gather(*(h.wait() for h in handles))
+    await engine.stop()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    bare = [request(f"prompt number {i}", user=f"u{i % 100}", seed=i) for i in range(jobs)]
+    per_request = (tracemalloc.get_traced_memory()[0] - before) / jobs
+    tracemalloc.stop()
+    del bare
+    return per_job, per_request
+
+
+async def light_user_wait(order: str, heavy_jobs: int = 50) -> int:
+    """Jobs started after a light user's request and before it, behind a heavy user's backlog."""
+    engine, model = _engine(concurrency=1, queue_order=order)
+    model.gate = asyncio.Event()
+    await engine.start()
+    heavy = [await engine.submit(request(f"heavy-{i}", user="heavy")) for i in range(heavy_jobs)]
+    await asyncio.sleep(0.01)
+    started_before = len(model.calls)
+    light = await engine.submit(request("light", user="light"))
+    model.gate.set()
+    await asyncio.gather(*(h.wait() for h in [*heavy, light]))
+    await engine.stop()
+    return [c.prompt for c in model.calls].index("light") - started_before
+
+
+async def run(users: int = 50, per_user: int = 100, queued: int = 10_000) -> list[Row]:
+    """Measure everything; returns the rows that ``render`` prints."""
+    await engine_per_job(10, 20)  # warm-up
+    engine_us = min([await engine_per_job(users, per_user) for _ in range(3)])
+    bare_us = min([await bare_queue_per_job(users, per_user) for _ in range(3)])
+    per_job, per_request = await queued_job_memory(queued)
+    fair, fifo = await light_user_wait("fair"), await light_user_wait("fifo")
+    return [
+        Row("engine, instant model, best of 3", engine_us, "µs/job", bare_us, "bare asyncio.Queue", "≤ 50 µs/job"),
+        Row("engine, instant model, best of 3", 1e6 / engine_us, "jobs/s", 1e6 / bare_us, "bare asyncio.Queue",
+            "≥ 20,000"),
+        Row(f"memory per queued job ({queued:,})", per_job / 1024, "KB", per_request / 1024, "bare ImageRequest",
+            "≤ 5 KB"),
+        Row("light user's wait behind 50, fair", fair, "slots", fifo, "same under FIFO", "≤ 1 slot"),
+    ]
+
+
+def render(rows: list[Row]) -> str:
+    """The table as text."""
+    lines = [f"{'measure':36} {'value':>10} {'unit':7} {'baseline':>10} {'ratio':>7}  {'target':12} baseline"]
+    for row in rows:
+        lines.append(f"{row.name:36} {row.value:10.2f} {row.unit:7} {row.baseline:10.2f} {row.ratio:7.2f}  "
+                     f"{row.target:12} {row.baseline_name}")
+    return "\n".join(lines)
