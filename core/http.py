@@ -6,9 +6,12 @@ connections, and a test's respx routes apply to every plugin at once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from core import __version__
+from core.errors import BackendTimeout, BackendUnavailable
 
 USER_AGENT = f"SakaiBot/{__version__}"
 
@@ -22,3 +25,17 @@ def create_http_client(total_concurrency: int) -> httpx.AsyncClient:
         headers={"User-Agent": USER_AGENT},
         follow_redirects=True,
     )
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *, service: str, **kwargs: Any) -> httpx.Response:
+    """Send a request, translating httpx's transport failures into SakaiBot's retryable errors.
+
+    The body is read in full here, so a connection dropped mid-body is a transport error too.
+    """
+    try:
+        return await client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise BackendTimeout(f"{service} did not answer in time.", detail=f"{type(exc).__name__}: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(f"{service} cannot be reached right now. Please try again later.",
+                                 detail=f"{type(exc).__name__}: {exc}") from exc

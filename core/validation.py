@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 
@@ -12,6 +13,7 @@ from core.types import MAX_SEED, GenerationOptions, GenerationRequest, ImageRequ
 # Unicode categories Cc and Cs, except newline and tab, which multi-line prompts need.
 CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 MAX_RATIO = 4.0
+RATIO_TOLERANCE = 0.25  # nearest supported ratio may differ this much before we refuse
 
 
 def check_prompt(prompt: str, max_length: int, what: str = "prompt") -> str:
@@ -54,7 +56,16 @@ def choose_size(caps: Capabilities, options: GenerationOptions) -> Size:
     if options.aspect_ratio is None:
         return caps.sizes[0]
     ratio = parse_ratio(options.aspect_ratio)
-    return min(caps.sizes, key=lambda s: abs(s.ratio - ratio) / ratio)
+    nearest = min(caps.sizes, key=lambda s: abs(s.ratio - ratio) / ratio)
+    if abs(nearest.ratio - ratio) / ratio > RATIO_TOLERANCE:
+        offered = ", ".join(sorted({_ratio_label(s) for s in caps.sizes}))
+        raise InvalidRequest(f"This model cannot make {options.aspect_ratio} images; it makes {offered}.")
+    return nearest
+
+
+def _ratio_label(size: Size) -> str:
+    divisor = math.gcd(size.width, size.height)
+    return f"{size.width // divisor}:{size.height // divisor} ({size})"
 
 
 def check_steps(caps: Capabilities, steps: int | None) -> int | None:

@@ -92,3 +92,13 @@ async def test_aspect_ratio_maps_to_a_supported_size(engine_factory):
     await (await engine.submit(request(aspect_ratio="16:9"))).result()
     size = backend.models["a"].calls[0].size
     assert size.width > size.height and abs(size.ratio - 16 / 9) < 0.05
+
+
+async def test_a_ratio_the_model_cannot_approach_is_refused(engine_factory):
+    from core import Capabilities, Size
+
+    engine, backend = await engine_factory()
+    backend.models["a"].capabilities = Capabilities(sizes=(Size(1024, 1024),))
+    with pytest.raises(InvalidRequest, match=r"cannot make 16:9 images; it makes 1:1 \(1024x1024\)"):
+        await engine.submit(request(aspect_ratio="16:9"))
+    await (await engine.submit(request(aspect_ratio="5:4"))).result()
