@@ -42,7 +42,10 @@ class SakaiError(Exception):
     def __init__(self, user_message: str | None = None, *, detail: str | None = None) -> None:
         self.user_message = user_message or self.default_message
         self.detail = detail
-        super().__init__(detail or self.user_message)
+        super().__init__(self.user_message)
+
+    def __str__(self) -> str:
+        return f"{self.user_message} [{self.detail}]" if self.detail else self.user_message
 
 
 class UserError(SakaiError):

@@ -108,7 +108,8 @@ class JobRunner:
 
     async def _fail(self, job: Job, error: SakaiError) -> None:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
-        log.log(level, "job %s failed: %r", job.id, error, exc_info=error.__cause__ is not None)
+        log.log(level, "job %s failed: %s: %s", job.id, type(error).__name__, error,
+                exc_info=error.__cause__ is not None)
         await notify(self.engine.hook.on_generation_error, job=job, error=error, engine=self.engine)
         state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
         await self.engine.finish(job, state, error)
