@@ -130,6 +130,9 @@ class Engine:
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Run startup hooks, then start a worker per unit of lane concurrency."""
+        if self._http is None:  # building an SSL context reads the CA bundle: keep it off the loop
+            total = sum(self.concurrency(name) for name in self.models)
+            self._http = await asyncio.to_thread(create_http_client, total)
         await lifecycle(self.hook.startup, raise_errors=True, engine=self)
         for name in self.models:
             self._tasks += [asyncio.create_task(self._worker(name), name=f"lane:{name}:{n}")

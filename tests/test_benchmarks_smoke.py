@@ -12,3 +12,11 @@ async def test_benchmark_prints_every_row():
     assert "µs/job" in table and "KB" in table and "slots" in table
     fair = rows[-1]
     assert fair.value < fair.baseline  # fair order serves the light user before FIFO would
+
+
+async def test_lane_benchmark_prints_its_rows():
+    from tests.benchmarks import lane_bench
+
+    rows = await lane_bench.run(slots=2, latency=0.05, rounds=2)
+    assert [row.unit for row in rows] == ["img/s", "img/s", "x", "ms"]
+    assert rows[0].value > rows[1].value  # a lane of 2 beats one at a time against a 2-slot backend

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 
+from tests.benchmarks import lane_bench
 from tests.benchmarks.engine_bench import render, run
 
 
@@ -15,9 +16,13 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50, help="clients in the throughput run")
     parser.add_argument("--per-user", type=int, default=100, help="requests per client, one after another")
     parser.add_argument("--queued", type=int, default=10_000, help="queued jobs for the memory run")
+    parser.add_argument("--slots", type=int, default=8, help="fake backend's parallel slots (C)")
+    parser.add_argument("--latency", type=float, default=1.0, help="fake backend's seconds per image (L)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(render(asyncio.run(run(args.users, args.per_user, args.queued))))
+    rows = asyncio.run(run(args.users, args.per_user, args.queued))
+    rows += asyncio.run(lane_bench.run(args.slots, args.latency))
+    print(render(rows))
 
 
 if __name__ == "__main__":

@@ -202,3 +202,18 @@ class FakeWorkersAI:
         body = await request.json()
         self.requests.append({"worker": "sdxl", "method": request.method, "json": body})
         return web.Response(body=self.image("PNG"), content_type="image/png")
+
+
+async def _serve(concurrency: int, latency: float) -> None:
+    server = await FakeWorkersAI(concurrency=concurrency, latency=latency).start()
+    print(server.base_url, flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":  # a separate process, so a benchmark's client and server do not share a CPU loop
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1]), float(sys.argv[2])))
