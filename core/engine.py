@@ -66,6 +66,7 @@ class Engine:
         self.model_settings = built.model_settings
         self.platform_settings = built.platform_settings
         self.plugin_settings = built.plugin_settings
+        self.registry.collect_enhancers(host, self)
         self.queue: JobQueue = queue or InMemoryQueue()
         self.limiter = UserRateLimiter(settings.engine.rate_limit)
         self.runner = JobRunner(self)

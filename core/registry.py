@@ -27,10 +27,13 @@ class Registry:
     owners: dict[str, str] = field(default_factory=dict)
 
     def collect(self, host: PluginHost, engine: Any) -> None:
-        """Call every registration hook; kept separate so failures stay per plugin."""
+        """Call the registration hooks that config validation needs; failures stay per plugin."""
         self._collect(host, "register_config_sections", ConfigSection, self.sections, {})
         self._collect(host, "register_image_models", BackendType, self.backends, {"engine": engine})
         self._collect(host, "register_platforms", PlatformType, self.platforms, {})
+
+    def collect_enhancers(self, host: PluginHost, engine: Any) -> None:
+        """Call ``register_prompt_enhancers`` once plugin settings are validated, so enhancers can read them."""
         enhancers: dict[str, Enhancer] = {}
         self._collect(host, "register_prompt_enhancers", Enhancer, enhancers, {"engine": engine})
         self.enhancers = list(enhancers.values())
