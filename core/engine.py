@@ -9,7 +9,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
 YIELD_EVERY = 0.005
+RECENT_JOBS = 1000
 FINAL_KINDS = {JobState.DONE: EventKind.DONE, JobState.FAILED: EventKind.FAILED,
                JobState.CANCELLED: EventKind.CANCELLED}
 
@@ -80,6 +81,7 @@ class Engine:
         self._dirty_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._policies: dict[str, RetryPolicy] = {}
+        self._recent: OrderedDict[str, Job] = OrderedDict()
         self._accepting = False
         self._stopped = False
         order = QueueOrder(settings.engine.queue_order)
@@ -378,6 +380,13 @@ class Engine:
         message = self.render_error(job, error) if error is not None else None
         await self.emit(job, FINAL_KINDS[state], message=message)
         self._untrack(job)
+        self._recent[job.id] = job
+        if len(self._recent) > RECENT_JOBS:
+            self._recent.popitem(last=False)
+
+    def recent_job(self, job_id: str) -> Job | None:
+        """A finished job still in memory (the last ``RECENT_JOBS``), e.g. for a reroll button."""
+        return self._recent.get(job_id) or self.jobs.get(job_id)
 
     def progress_for(self, job: Job) -> Callable[..., Awaitable[None]]:
         """The callback a model calls to report progress on ``job``."""

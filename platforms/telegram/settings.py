@@ -1,0 +1,60 @@
+"""``[platforms.telegram]``: mode, access lists and pacing; credentials only from the environment."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from core import PlatformSettings
+
+
+class TelegramSettings(PlatformSettings):
+    """A bot (bot token) or a userbot (a StringSession of the user's own account)."""
+
+    mode: Literal["bot", "userbot"] = "bot"
+    api_id_env: str = "TELEGRAM_API_ID"
+    api_hash_env: str = "TELEGRAM_API_HASH"
+    bot_token_env: str = "TELEGRAM_BOT_TOKEN"
+    session_env: str = "TELEGRAM_SESSION"
+    api_id: int | None = None
+    api_hash: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    session: SecretStr | None = None
+    allowed_users: list[int] = Field(default_factory=list, description="empty: everyone (bot) / only you (userbot)")
+    allowed_chats: list[int] = Field(default_factory=list)
+    admins: list[int] = Field(default_factory=list, description="may cancel any job; skip caps and rate limits")
+    edit_interval: float = Field(default=2.5, ge=0, le=60, description="seconds between edits of one status message")
+    flood_sleep_threshold: int = Field(default=5, ge=0, le=60, description="Telethon sleeps through shorter waits")
+    max_flood_wait: float = Field(default=30.0, ge=0, le=600, description="longer waits skip a status edit")
+    send_as_file: bool = Field(default=False, description="send originals as documents unless --file is off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for field, env_field, default in (("api_id", "api_id_env", "TELEGRAM_API_ID"),
+                                          ("api_hash", "api_hash_env", "TELEGRAM_API_HASH"),
+                                          ("bot_token", "bot_token_env", "TELEGRAM_BOT_TOKEN"),
+                                          ("session", "session_env", "TELEGRAM_SESSION")):
+            value = os.environ.get(data.get(env_field) or default)
+            if value and not data.get(field):
+                data[field] = value
+        return data
+
+    @model_validator(mode="after")
+    def _credentials(self) -> TelegramSettings:
+        if not self.enabled:
+            return self
+        missing = [env for value, env in ((self.api_id, self.api_id_env), (self.api_hash, self.api_hash_env))
+                   if not value]
+        if self.mode == "bot" and not self.bot_token:
+            missing.append(self.bot_token_env)
+        if self.mode == "userbot" and not self.session:
+            missing.append(f"{self.session_env} (make one with: python -m platforms.telegram.login)")
+        if missing:
+            raise ValueError(f"set {', '.join(missing)} in the environment")
+        return self
