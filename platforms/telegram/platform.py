@@ -34,6 +34,7 @@ class TelegramPlatform(Platform):
     def __init__(self, settings: TelegramSettings, client: TelegramClient | None = None) -> None:
         self.settings = settings
         self.client = client
+        self._owns_client = client is None
         self.userbot = settings.mode == "userbot"
         self.access = Access(self.userbot, frozenset(settings.allowed_users), frozenset(settings.allowed_chats),
                              frozenset(settings.admins))
@@ -74,7 +75,7 @@ class TelegramPlatform(Platform):
         for task in list(self._followers):
             task.cancel()
         await asyncio.gather(*self._followers, return_exceptions=True)
-        if self.client is not None and self.client.is_connected():
+        if self._owns_client and self.client is not None and self.client.is_connected():
             await self.client.disconnect()
 
     async def wait_closed(self) -> None:

@@ -79,7 +79,7 @@ class FakeSender:
         if isinstance(request, functions.messages.GetMessagesRequest):
             wanted = [getattr(i, "id", i) for i in request.id]
             found = [self.messages[i] for i in wanted if i in self.messages]
-            return types.messages.Messages(messages=found, chats=[], users=[self.me])
+            return types.messages.Messages(messages=found, topics=[], chats=[], users=[self.me])
         return True  # SaveFilePartRequest, SetBotCallbackAnswerRequest, ...
 
     def _message(self, request: Any, message_id: int, text: str) -> types.Message:
@@ -130,6 +130,7 @@ class OfflineTelegram:
         self.client._mb_entity_cache.set_self_user(self.me.id, bot, self.me.access_hash)
         self._message_id = 10
         self.known: dict[int, types.User] = {self.me.id: self.me}
+        self.known_chats: dict[int, types.Chat] = {}
 
     def know(self, *users: types.User) -> None:
         """Put users into the entity cache, as the server's updates would."""
@@ -137,24 +138,33 @@ class OfflineTelegram:
         self.client.session.process_entities(types.contacts.ResolvedPeer(
             peer=types.PeerUser(users[0].id), chats=[], users=list(users)))
 
+    def _chat(self, chat_id: int) -> types.PeerChat:
+        """A basic group the account is in, known to the entity cache."""
+        chat = types.Chat(id=chat_id, title=f"group {chat_id}", photo=types.ChatPhotoEmpty(), participants_count=3,
+                          date=dt.datetime.now(dt.UTC), version=1)
+        self.client.session.process_entities(types.contacts.ResolvedPeer(
+            peer=types.PeerChat(chat_id), chats=[chat], users=[]))
+        self.known_chats[-chat_id] = chat
+        return types.PeerChat(chat_id)
+
     async def message(self, text: str, *, sender: types.User, chat_id: int | None = None,
                       outgoing: bool = False) -> int:
         """Deliver a new message through Telethon's dispatch; returns its id."""
         self.know(sender)
         self._message_id += 1
-        peer = types.PeerChat(chat_id) if chat_id else types.PeerUser(sender.id)
+        peer = self._chat(chat_id) if chat_id else types.PeerUser(sender.id)
         message = types.Message(id=self._message_id, peer_id=peer, date=dt.datetime.now(dt.UTC), message=text,
                                 out=outgoing, from_id=types.PeerUser(sender.id))
         update = types.UpdateNewMessage(message=message, pts=self._message_id, pts_count=1)
-        update._entities = dict(self.known)
+        update._entities = {**self.known, **self.known_chats}
         await self.client._dispatch_update(update)
         return self._message_id
 
     async def press(self, data: bytes, *, sender: types.User, message_id: int, chat_id: int | None = None) -> None:
         """Press an inline button under ``message_id``."""
         self.know(sender)
-        peer = types.PeerChat(chat_id) if chat_id else types.PeerUser(sender.id)
+        peer = self._chat(chat_id) if chat_id else types.PeerUser(sender.id)
         update = types.UpdateBotCallbackQuery(query_id=message_id * 1000 + sender.id, user_id=sender.id, peer=peer,
                                               msg_id=message_id, chat_instance=1, data=data)
-        update._entities = dict(self.known)
+        update._entities = {**self.known, **self.known_chats}
         await self.client._dispatch_update(update)
