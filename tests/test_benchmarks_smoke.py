@@ -20,3 +20,10 @@ async def test_lane_benchmark_prints_its_rows():
     rows = await lane_bench.run(slots=2, latency=0.05, rounds=2)
     assert [row.unit for row in rows] == ["img/s", "img/s", "x", "ms"]
     assert rows[0].value > rows[1].value  # a lane of 2 beats one at a time against a 2-slot backend
+
+
+async def test_telegram_benchmark_prints_percentiles():
+    from tests.benchmarks import telegram_bench
+
+    rows = await telegram_bench.run(commands=10)
+    assert [row.unit for row in rows] == ["ms", "ms"] and all(row.value > 0 for row in rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 from telethon import TelegramClient, types
@@ -36,6 +37,7 @@ class FakeSender:
     def __init__(self, me: types.User) -> None:
         self.me = me
         self.requests: list[Any] = []
+        self.sent_at: list[float] = []
         self.errors: list[tuple[type, BaseException]] = []
         self._next_id = 1000
         self.messages: dict[int, types.Message] = {}
@@ -53,6 +55,7 @@ class FakeSender:
         if isinstance(request, list):
             return [self.send(item) for item in request]
         self.requests.append(request)
+        self.sent_at.append(time.perf_counter())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         for n, (kind, error) in enumerate(self.errors):
             if isinstance(request, kind):
