@@ -1,0 +1,317 @@
+"""The Discord adapter: slash commands and buttons in, deferred responses and follow-ups out."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import logging
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+
+from core import EventKind, GenerationOptions, Job, Platform, Requester, SakaiError
+from core.chat import ChatService, JobReply, TextReply
+from core.commands import CancelCommand, HelpCommand, ImageCommand, ModelsCommand, QueueCommand
+from core.engine import Engine
+from core.handle import JobHandle
+from core.messages import elapsed, status_text
+from core.pacing import PacedStatus
+from platforms.discord.access import Access
+from platforms.discord.files import fit
+from platforms.discord.settings import DiscordSettings
+from platforms.discord.views import JobButton, job_view
+
+log = logging.getLogger(__name__)
+ASPECTS = [("1:1 square", "1:1"), ("16:9 wide", "16:9"), ("9:16 tall", "9:16"), ("4:3", "4:3"), ("3:4", "3:4"),
+           ("3:2", "3:2"), ("2:3", "2:3"), ("21:9 cinema", "21:9")]
+TOKEN_MARGIN = dt.timedelta(seconds=30)
+
+
+class SakaiClient(discord.Client):
+    """A discord.Client that knows its platform, so persistent buttons can reach the engine."""
+
+    def __init__(self, platform: DiscordPlatform, **options: Any) -> None:
+        super().__init__(intents=discord.Intents.default(), **options)
+        self.platform = platform
+        self.tree = app_commands.CommandTree(self)
+
+
+class DiscordStatus(PacedStatus):
+    """The deferred response, edited as the job moves."""
+
+    def __init__(self, interaction: discord.Interaction, interval: float) -> None:
+        super().__init__(interval)
+        self.interaction = interaction
+
+    async def apply(self, text: str, extra: Any) -> bool:
+        """Edit the original response; an expired token ends the editing."""
+        if self.interaction.is_expired():
+            self.gone = True
+            return False
+        try:
+            await self.interaction.edit_original_response(content=text, view=extra)
+            return True
+        except discord.NotFound:
+            self.gone = True
+        except discord.HTTPException as exc:
+            log.warning("status edit failed: %s", exc)
+        return False
+
+
+class DiscordPlatform(Platform):
+    """Slash commands on discord.py; ``client_options`` are passed to the client (tests shorten waits)."""
+
+    name = "discord"
+
+    def __init__(self, settings: DiscordSettings, **client_options: Any) -> None:
+        self.settings = settings
+        self.access = Access(settings)
+        self.client = SakaiClient(self, **client_options)
+        self._followers: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._register_commands()
+        self.client.add_dynamic_items(JobButton)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, engine: Engine) -> None:
+        """Log in, sync commands (not on every reconnect), connect, wait until ready."""
+        self.engine = engine
+        self.chat = ChatService(engine)
+        self._point_at_endpoints()
+        assert self.settings.token is not None
+        await self.client.login(self.settings.token.get_secret_value())
+        if self.settings.sync_commands:
+            await self._sync()
+        self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
+        await self.client.wait_until_ready()
+        log.info("discord ready as %s", self.client.user)
+
+    def _point_at_endpoints(self) -> None:
+        if self.settings.api_base:
+            discord.http.Route.BASE = self.settings.api_base.rstrip("/")
+        if self.settings.gateway:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.gateway)
+
+    async def _sync(self) -> None:
+        tree = self.client.tree
+        if self.settings.test_guild:
+            guild = discord.Object(id=self.settings.test_guild)
+            tree.copy_global_to(guild=guild)
+            await tree.sync(guild=guild)
+        else:
+            await tree.sync()
+
+    async def stop(self) -> None:
+        """Stop following jobs and close the connection."""
+        for task in list(self._followers):
+            task.cancel()
+        await asyncio.gather(*self._followers, return_exceptions=True)
+        await self.client.close()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Serve until the gateway connection ends for good."""
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    # ------------------------------------------------------------------ commands
+    def _register_commands(self) -> None:
+        tree = self.client.tree
+
+        @tree.command(name="image", description="Make an image from your words")
+        @app_commands.describe(prompt="What to draw", model="Which model (default: the bot's default)",
+                               aspect="Aspect ratio", seed="A number for repeatable results",
+                               negative="What to leave out", enhance="Let an LLM improve the prompt first",
+                               private="Only you see the answer")
+        @app_commands.choices(aspect=[app_commands.Choice(name=n, value=v) for n, v in ASPECTS])
+        async def image(interaction: discord.Interaction, prompt: str, model: str | None = None,
+                        aspect: app_commands.Choice[str] | None = None,
+                        seed: app_commands.Range[int, 0, 4294967295] | None = None,
+                        negative: str | None = None, enhance: bool = True, private: bool = False) -> None:
+            options = dict(aspect_ratio=aspect.value if aspect else None, seed=seed, negative_prompt=negative,
+                           enhance=enhance)
+            await self.run_image(interaction, prompt, model, options, private)
+
+        @image.autocomplete("model")
+        async def model_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            return self.model_choices(current)
+
+        @tree.command(name="models", description="List the models")
+        async def models(interaction: discord.Interaction) -> None:
+            await self.run_text(interaction, ModelsCommand())
+
+        @tree.command(name="queue", description="What is waiting, and where your requests stand")
+        async def queue(interaction: discord.Interaction) -> None:
+            await self.run_text(interaction, QueueCommand())
+
+        @tree.command(name="cancel", description="Cancel your newest request, or the one with this id")
+        async def cancel(interaction: discord.Interaction, job: str | None = None) -> None:
+            await self.run_text(interaction, CancelCommand(job))
+
+        @tree.command(name="help", description="How to use SakaiBot")
+        async def help_(interaction: discord.Interaction) -> None:
+            await self.run_text(interaction, HelpCommand())
+
+    def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Models whose name or description contains ``current``; at most Discord's 25."""
+        needle = current.lower()
+        found = [(name, model.description) for name, model in sorted(self.engine.models.items())
+                 if needle in name.lower() or needle in model.description.lower()]
+        return [app_commands.Choice(name=f"{name} - {text}"[:100], value=name) for name, text in found[:25]]
+
+    def _requester(self, interaction: discord.Interaction) -> Requester:
+        return Requester(platform="discord", user_id=str(interaction.user.id),
+                         chat_id=str(interaction.channel_id), display_name=interaction.user.display_name,
+                         is_admin=self.access.is_admin(interaction))
+
+    async def run_text(self, interaction: discord.Interaction, command: Any) -> None:
+        """Commands answered with text, privately."""
+        refusal = self.access.refusal(interaction)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        try:
+            reply = await self.chat.execute(command, self._requester(interaction))
+        except SakaiError as exc:
+            reply = TextReply(self.engine.render_error(None, exc), is_error=True)
+        assert isinstance(reply, TextReply)
+        await interaction.response.send_message(reply.text[:2000], ephemeral=True)
+
+    async def run_image(self, interaction: discord.Interaction, prompt: str, model: str | None,
+                        options: dict[str, Any], private: bool) -> None:
+        """Defer first (Discord's 3-second deadline), then queue and follow the job."""
+        refusal = self.access.refusal(interaction) or self.access.model_refusal(model, interaction)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        try:
+            await interaction.response.defer(thinking=True, ephemeral=private)
+        except discord.NotFound:
+            log.warning("interaction %s expired before we could answer", interaction.id)
+            return
+        try:
+            command = ImageCommand(prompt, model.lower() if model else None, GenerationOptions(**options))
+            reply = await self.chat.execute(command, self._requester(interaction))
+        except (SakaiError, ValueError) as exc:
+            await self._say(interaction, self.engine.render_error(None, exc))
+            return
+        assert isinstance(reply, JobReply)
+        self.follow(interaction, reply.handle, private)
+
+    async def _say(self, interaction: discord.Interaction, text: str) -> None:
+        try:
+            await interaction.edit_original_response(content=f"❌ {text}"[:2000])
+        except discord.HTTPException as exc:
+            log.warning("could not answer interaction %s: %s", interaction.id, exc)
+
+    # ------------------------------------------------------------------ job events
+    def follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
+        """Follow a job in the background, editing the deferred response."""
+        task = asyncio.create_task(self._follow(interaction, handle, private), name=f"discord-{handle.id}")
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+
+    async def _follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
+        status = DiscordStatus(interaction, self.settings.edit_interval)
+        owner = interaction.user.id
+        async for event in handle:
+            if event.kind is EventKind.DONE:
+                await status.close()
+                await self._deliver(interaction, event.job, private, status)
+            elif event.kind.final:
+                await status.show(status_text(event), None, now=True)
+            else:
+                await status.show(status_text(event), job_view(event.job.id, owner, "cx"))
+        await status.close()
+
+    async def _deliver(self, interaction: discord.Interaction, job: Job, private: bool,
+                       status: DiscordStatus) -> None:
+        assert job.result is not None
+        data, extension = await asyncio.to_thread(fit, job.result, interaction.filesize_limit)
+        filename = f"sakaibot-{job.id}.{extension}"
+        embed = result_embed(job, filename)
+        view = job_view(job.id, interaction.user.id, "rr", "var")
+        file = discord.File(io.BytesIO(data), filename=filename)
+        if _token_usable(interaction):
+            try:
+                await interaction.followup.send(file=file, embed=embed, view=view, ephemeral=private)
+                await status.show(f"✅ Done in {elapsed(job):.1f} s", None, now=True)
+                return
+            except discord.NotFound:
+                file = discord.File(io.BytesIO(data), filename=filename)
+        await self._post_in_channel(interaction, file, embed, view)
+
+    async def _post_in_channel(self, interaction: discord.Interaction, file: discord.File, embed: discord.Embed,
+                               view: discord.ui.View) -> None:
+        """After 15 minutes the interaction token is dead: an ordinary message that mentions the user."""
+        channel = interaction.channel
+        if channel is None or not hasattr(channel, "send"):
+            log.warning("job for interaction %s finished after its token expired, and no channel to post in",
+                        interaction.id)
+            return
+        try:
+            await channel.send(content=f"{interaction.user.mention} your image is ready.", file=file, embed=embed,
+                               view=view)
+        except discord.HTTPException as exc:
+            log.warning("could not post the late result: %s", exc)
+
+    # ------------------------------------------------------------------ buttons
+    async def on_button(self, interaction: discord.Interaction, button: JobButton) -> None:
+        """Reroll, Variation or Cancel; only the requester or an admin may press."""
+        if interaction.user.id != button.owner_id and not self.access.is_admin(interaction):
+            await interaction.response.send_message("Only the person who asked can use these buttons.",
+                                                    ephemeral=True)
+            return
+        if button.action == "cx":
+            await self.run_text(interaction, CancelCommand(button.job_id))
+            return
+        await self._again(interaction, button)
+
+    async def _again(self, interaction: discord.Interaction, button: JobButton) -> None:
+        old = self.engine.recent_job(button.job_id)
+        original = _from_embed(interaction.message)
+        if old is None and original is None:
+            await interaction.response.send_message("That request is too old to repeat; run /image again.",
+                                                    ephemeral=True)
+            return
+        model, prompt, enhanced = (old.model, old.request.prompt, old.enhanced_prompt) if old else original
+        variation = button.action == "var" and enhanced
+        options = {"enhance": not variation}
+        await self.run_image(interaction, enhanced if variation else prompt, model, options, private=False)
+
+
+def result_embed(job: Job, filename: str) -> discord.Embed:
+    """The prompt actually used (and the original when enhanced), model, seed and time."""
+    embed = discord.Embed(description=job.generation.prompt[:4096], colour=discord.Colour.blurple())
+    embed.add_field(name="Model", value=job.model)
+    seed = job.result.seed if job.result and job.result.seed is not None else job.generation.seed
+    embed.add_field(name="Seed", value=str(seed) if seed is not None else "-")
+    embed.add_field(name="Time", value=f"{elapsed(job):.1f} s")
+    if job.enhanced_prompt:
+        embed.add_field(name="Your prompt", value=job.request.prompt[:1024], inline=False)
+    embed.set_image(url=f"attachment://{filename}")
+    embed.set_footer(text=f"job {job.id}")
+    return embed
+
+
+def _from_embed(message: discord.Message | None) -> tuple[str, str, str | None] | None:
+    """Model, original prompt and enhanced prompt from a result message, after a restart."""
+    if message is None or not message.embeds:
+        return None
+    embed = message.embeds[0]
+    fields = {f.name: f.value for f in embed.fields}
+    if "Model" not in fields or not embed.description:
+        return None
+    original = fields.get("Your prompt")
+    return str(fields["Model"]), str(original or embed.description), embed.description if original else None
+
+
+def _token_usable(interaction: discord.Interaction) -> bool:
+    return discord.utils.utcnow() < interaction.expires_at - TOKEN_MARGIN
+
+
+

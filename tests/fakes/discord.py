@@ -1,0 +1,284 @@
+"""A small fake Discord on 127.0.0.1: REST plus a gateway websocket, enough for the real discord.py client.
+
+discord.py takes its REST base from ``discord.http.Route.BASE`` and its gateway from
+``DiscordWebSocket.DEFAULT_GATEWAY``; tests point both here. What a fake must get right
+(from ../shared/reference/platforms.md): JSON content type exactly ``application/json``,
+time-based snowflakes, the required interaction fields, ``Via`` on 429s, consistent message ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+APP_ID = 1100000000000000001
+BOT_USER = {"id": str(APP_ID), "username": "SakaiBot", "discriminator": "0", "global_name": "SakaiBot",
+            "avatar": None, "bot": True}
+DISCORD_EPOCH = 1420070400000
+
+
+def snowflake(offset: int = 0) -> int:
+    """A snowflake made now, as Discord's are: interactions expire 15 minutes after theirs."""
+    return ((int(time.time() * 1000) - DISCORD_EPOCH) << 22) + (offset % (1 << 22))
+
+
+def user_payload(user_id: int, name: str) -> dict[str, Any]:
+    """A Discord user object."""
+    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name, "avatar": None}
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py compares the content type for equality: no "; charset=utf-8".
+    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json",
+                        headers=headers)
+
+
+@dataclass
+class Call:
+    """One REST request the bot made."""
+
+    method: str
+    path: str
+    json: Any = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.perf_counter)
+
+
+class FakeDiscord:
+    """Start, then ``slash(...)``, ``click(...)``, ``autocomplete(...)``; read ``calls`` and ``messages``."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.files: dict[int, dict[str, bytes]] = {}
+        self.faults: deque[tuple[str, web.Response]] = deque()
+        self.commands: list[dict[str, Any]] = []
+        self.acknowledge_deadline: float | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._seq = 0
+        self._counter = 0
+        self._runner: web.AppRunner | None = None
+        self.interactions: dict[str, dict[str, Any]] = {}
+        self.identified = asyncio.Event()
+
+    # ------------------------------------------------------------------ server
+    async def start(self) -> FakeDiscord:
+        """Listen on a free port of 127.0.0.1."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gw", self._gateway)
+        app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.root = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        """Close sockets and the server."""
+        for socket in self._sockets:
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def fail_next(self, path_fragment: str, response: web.Response) -> None:
+        """Answer the next REST call whose path contains ``path_fragment`` with ``response``."""
+        self.faults.append((path_fragment, response))
+
+    @staticmethod
+    def rate_limited(retry_after: float = 0.2) -> web.Response:
+        """A 429 discord.py treats as a rate limit (it needs the Via header)."""
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        return _json(body, 429, {"Via": "1.1 google", "Retry-After": str(retry_after),
+                                 "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": str(retry_after)})
+
+    # ------------------------------------------------------------------ gateway
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"op": 10, "d": {"heartbeat_interval": 41250}})
+        async for frame in socket:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                continue
+            await self._on_frame(socket, json.loads(frame.data))
+        return socket
+
+    async def _on_frame(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        op = payload.get("op")
+        if op == 1:
+            await socket.send_json({"op": 11})
+        elif op == 2:
+            await self._dispatch(socket, "READY", {
+                "v": 10, "user": BOT_USER, "guilds": [], "session_id": "fake-session",
+                "resume_gateway_url": f"{self.root.replace('http', 'ws')}/gw",
+                "application": {"id": str(APP_ID), "flags": 0}, "shard": [0, 1]})
+            self.identified.set()
+        elif op == 6:
+            await self._dispatch(socket, "RESUMED", {})
+
+    async def _dispatch(self, socket: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        await socket.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
+
+    async def send_event(self, event: str, data: dict[str, Any]) -> None:
+        """Dispatch a gateway event to the connected bot."""
+        await self.identified.wait()
+        await self._dispatch(self._sockets[-1], event, data)
+
+    # ------------------------------------------------------------------ interactions
+    def _interaction(self, kind: int, data: dict[str, Any], user: dict[str, Any], *,
+                     message: dict[str, Any] | None = None, channel_id: int = 5000) -> dict[str, Any]:
+        self._counter += 1
+        interaction_id = snowflake(self._counter)
+        token = f"token-{interaction_id}"
+        payload = {
+            "id": str(interaction_id), "application_id": str(APP_ID), "type": kind, "data": data, "token": token,
+            "version": 1, "channel_id": str(channel_id), "channel": {"id": str(channel_id), "type": 1},
+            "user": user, "attachment_size_limit": self.attachment_size_limit, "app_permissions": "0",
+            "locale": "en-US", "entitlements": [], "authorizing_integration_owners": {}, "context": 1,
+        }
+        if message is not None:
+            payload["message"] = message
+        self.interactions[token] = payload
+        return payload
+
+    attachment_size_limit = 10 * 1024 * 1024
+
+    async def slash(self, name: str, user: dict[str, Any], **options: Any) -> str:
+        """A user runs ``/name option=value ...``; returns the interaction token."""
+        kinds = {str: 3, int: 4, bool: 5}
+        opts = [{"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items() if v is not None]
+        command = next((c for c in self.commands if c["name"] == name), {"id": str(snowflake()), "name": name})
+        payload = self._interaction(2, {"id": command["id"], "name": name, "type": 1, "options": opts}, user)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    async def autocomplete(self, name: str, option: str, current: str, user: dict[str, Any]) -> str:
+        """A user types in an autocompleted option."""
+        command = next((c for c in self.commands if c["name"] == name), {"id": str(snowflake()), "name": name})
+        opts = [{"name": "prompt", "type": 3, "value": "x"},
+                {"name": option, "type": 3, "value": current, "focused": True}]
+        payload = self._interaction(4, {"id": command["id"], "name": name, "type": 1, "options": opts}, user)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    async def click(self, message_id: int, custom_id: str, user: dict[str, Any]) -> str:
+        """A user presses a button under a message the bot sent."""
+        message = self.messages[message_id]
+        payload = self._interaction(3, {"custom_id": custom_id, "component_type": 2}, user, message=message)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    # ------------------------------------------------------------------ REST
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["path"]
+        body, files = await self._body(request)
+        self.calls.append(Call(request.method, path, body, files))
+        for n, (fragment, response) in enumerate(self.faults):
+            if fragment in path:
+                del self.faults[n]
+                return response
+        return await self._route(request.method, path, body, files, request)
+
+    async def _body(self, request: web.Request) -> tuple[Any, dict[str, bytes]]:
+        if request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            body, files = None, {}
+            async for part in reader:
+                data = await part.read()
+                if part.name == "payload_json":
+                    body = json.loads(data)
+                else:
+                    files[part.filename or part.name or "file"] = bytes(data)
+            return body, files
+        text = await request.text()
+        return (json.loads(text) if text else None), {}
+
+    async def _route(self, method: str, path: str, body: Any, files: dict[str, bytes],
+                     request: web.Request) -> web.Response:
+        parts = path.strip("/").split("/")
+        if path == "/users/@me":
+            return _json(BOT_USER)
+        if path == "/oauth2/applications/@me":
+            return _json({"id": str(APP_ID), "name": "SakaiBot", "description": "", "icon": None, "bot_public": True,
+                          "bot_require_code_grant": False, "verify_key": "0" * 64, "owner": BOT_USER, "flags": 0})
+        if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
+            self.commands = [{**c, "id": str(snowflake(n)), "application_id": str(APP_ID), "version": "1"}
+                             for n, c in enumerate(body)]
+            return _json(self.commands)
+        if parts[0] == "interactions" and parts[-1] == "callback":
+            return self._callback(parts[1], parts[2], body)
+        if parts[0] == "webhooks":
+            return self._webhook(method, parts, body, files)
+        if parts[0] == "channels" and parts[-1] == "messages" and method == "POST":
+            return _json(self._store(body, files, int(parts[1])))
+        return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _callback(self, interaction_id: str, token: str, body: dict[str, Any]) -> web.Response:
+        created = self.interactions.get(token)
+        if created and self.acknowledge_deadline is not None:
+            age = time.time() - ((int(interaction_id) >> 22) + DISCORD_EPOCH) / 1000
+            if age > self.acknowledge_deadline:
+                return _json({"message": "Unknown interaction", "code": 10062}, 404)
+        if body.get("type") == 8:  # autocomplete answer
+            return web.Response(status=204)
+        message = self._store((body.get("data") or {}) | {"content": (body.get("data") or {}).get("content", "")},
+                              {}, 5000) if body.get("type") in (4, 5) else None
+        if message is not None:
+            self.interactions.setdefault(token, {})["original"] = int(message["id"])
+        return _json({"interaction": {"id": interaction_id, "type": 2, "response_message_id":
+                                      message["id"] if message else None,
+                                      "response_message_loading": body.get("type") == 5,
+                                      "response_message_ephemeral": False},
+                      "resource": {"type": body.get("type"), "message": message} if message else None})
+
+    def _webhook(self, method: str, parts: list[str], body: Any, files: dict[str, bytes]) -> web.Response:
+        token = parts[2]
+        if method == "POST" and len(parts) == 3:
+            return _json(self._store(body or {}, files, 5000))
+        target = parts[4] if len(parts) > 4 else "@original"
+        message_id = self.interactions.get(token, {}).get("original") if target == "@original" else int(target)
+        if method == "PATCH":
+            message = self.messages.setdefault(int(message_id or 0), self._message(int(message_id or 0), {}, 5000))
+            message.update({k: v for k, v in (body or {}).items() if k in ("content", "embeds", "components")})
+            return _json(message)
+        if method == "DELETE":
+            return web.Response(status=204)
+        return _json(self.messages.get(int(message_id or 0), {}))
+
+    def _message(self, message_id: int, body: dict[str, Any], channel_id: int) -> dict[str, Any]:
+        return {"id": str(message_id), "channel_id": str(channel_id), "author": BOT_USER,
+                "content": body.get("content") or "", "timestamp": "2026-11-24T00:00:00+00:00",
+                "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
+                "mention_roles": [], "attachments": [], "embeds": body.get("embeds") or [], "pinned": False,
+                "type": 0, "flags": body.get("flags") or 0, "components": body.get("components") or [],
+                "application_id": str(APP_ID)}
+
+    def _store(self, body: dict[str, Any], files: dict[str, bytes], channel_id: int) -> dict[str, Any]:
+        self._counter += 1
+        message_id = snowflake(self._counter)
+        message = self._message(message_id, body, channel_id)
+        message["attachments"] = [{"id": str(snowflake(n)), "filename": name, "size": len(data),
+                                   "url": f"{self.root}/files/{name}", "proxy_url": f"{self.root}/files/{name}"}
+                                  for n, (name, data) in enumerate(files.items())]
+        self.files[message_id] = files
+        self.messages[message_id] = message
+        return message
+
+    # ------------------------------------------------------------------ reading what happened
+    def calls_to(self, fragment: str, method: str | None = None) -> list[Call]:
+        """REST calls whose path contains ``fragment``."""
+        return [c for c in self.calls if fragment in c.path and method in (None, c.method)]
+
+    def for_token(self, token: str) -> list[Call]:
+        """Every call made with one interaction's token, in order."""
+        return [c for c in self.calls if token in c.path]

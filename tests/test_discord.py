@@ -1,0 +1,222 @@
+"""The Discord adapter end to end: the real discord.Client against a fake Discord on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import discord
+import pytest
+from PIL import Image as PILImage
+
+from core import Image
+from core.config import EngineSettings, Settings
+from core.engine import Engine
+from core.plugins import create_plugin_host
+from platforms.discord.files import fit
+from platforms.discord.platform import DiscordPlatform
+from platforms.discord.settings import DiscordSettings
+from tests.fakes.discord import FakeDiscord, user_payload
+
+ALICE, BOB = user_payload(601, "alice"), user_payload(602, "bob")
+
+
+@pytest.fixture
+async def fake(monkeypatch) -> AsyncIterator[FakeDiscord]:
+    server = await FakeDiscord().start()
+    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)  # restored after the test
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
+                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    settings = Settings(engine=EngineSettings(default_model="preview", rate_limit=None, max_pending_per_user=20),
+                        models={"preview": {"backend": "preview", "latency": 0.05, "area": 128 * 128},
+                                "slow": {"backend": "preview", "latency": 30, "concurrency": 1,
+                                         "description": "A slow one"}}, platforms={})
+    built = Engine(settings, create_plugin_host())
+    await built.start()
+    yield built
+    await built.stop(grace=0.5)
+
+
+async def _platform(fake: FakeDiscord, engine: Engine, **settings: Any) -> DiscordPlatform:
+    config = DiscordSettings(enabled=True, token="fake-token", edit_interval=0, api_base=f"{fake.root}/api/v10",
+                             gateway=f"{fake.root.replace('http', 'ws')}/gw", **settings)
+    platform = DiscordPlatform(config, guild_ready_timeout=0.05)
+    STARTED.append(platform)
+    await asyncio.wait_for(platform.start(engine), 10)
+    return platform
+
+
+STARTED: list[DiscordPlatform] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_platforms() -> AsyncIterator[None]:
+    yield
+    while STARTED:
+        await STARTED.pop().stop()
+
+
+async def _until(condition, limit: float = 10.0) -> None:
+    """Poll the fake's request log."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def _followups(fake: FakeDiscord, token: str) -> list[Any]:
+    return [c for c in fake.for_token(token) if c.method == "POST" and c.path.startswith("/webhooks/")]
+
+
+async def test_slash_image_defers_edits_and_follows_up_with_png_and_buttons(fake, engine):
+    platform = await _platform(fake, engine)
+    assert {c["name"] for c in fake.commands} == {"image", "models", "queue", "cancel", "help"}
+    image_command = next(c for c in fake.commands if c["name"] == "image")
+    assert any(o.get("autocomplete") for o in image_command["options"] if o["name"] == "model")
+    token = await fake.slash("image", ALICE, prompt="a lighthouse at dusk", seed=42)
+    await _until(lambda: _followups(fake, token))
+    calls = fake.for_token(token)
+    assert calls[0].path.endswith("/callback") and calls[0].json["type"] == 5  # deferred, thinking
+    edits = [c.json.get("content") for c in calls if c.method == "PATCH"]
+    assert any(text and text.startswith("🎨 Generating with preview") for text in edits)
+    followup = _followups(fake, token)[0]
+    (name, data), = followup.files.items()
+    assert name.endswith(".png") and data.startswith(b"\x89PNG")
+    embed = followup.json["embeds"][0]
+    assert embed["description"] == "a lighthouse at dusk"
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Seed"] == "42"
+    custom_ids = [c["custom_id"] for row in followup.json["components"] for c in row["components"]]
+    assert [cid.split(":")[1] for cid in custom_ids] == ["rr", "var"] and custom_ids[0].endswith(":601")
+    await platform.stop()
+
+
+async def test_autocomplete_lists_models_with_descriptions(fake, engine):
+    platform = await _platform(fake, engine)
+    token = await fake.autocomplete("image", "model", "slo", ALICE)
+    await _until(lambda: fake.for_token(token))
+    answer = fake.for_token(token)[0].json
+    assert answer["type"] == 8 and answer["data"]["choices"] == [{"name": "slow - A slow one", "value": "slow"}]
+    await platform.stop()
+
+
+async def test_text_commands_answer_privately(fake, engine):
+    platform = await _platform(fake, engine)
+    token = await fake.slash("models", ALICE)
+    await _until(lambda: fake.for_token(token))
+    answer = fake.for_token(token)[0].json
+    assert answer["type"] == 4 and answer["data"]["flags"] == 64 and "preview (default)" in answer["data"]["content"]
+    bad = await fake.slash("image", ALICE, prompt="x", model="nope")
+    await _until(lambda: [c for c in fake.for_token(bad) if c.method == "PATCH"])
+    assert "Unknown model 'nope'" in [c for c in fake.for_token(bad) if c.method == "PATCH"][-1].json["content"]
+    await platform.stop()
+
+
+async def test_reroll_button_makes_a_new_image_others_get_a_private_note(fake, engine):
+    platform = await _platform(fake, engine)
+    token = await fake.slash("image", ALICE, prompt="a red fox", seed=5)
+    await _until(lambda: _followups(fake, token))
+    result = max(fake.messages)  # the follow-up message carries the buttons
+    reroll = fake.messages[result]["components"][0]["components"][0]["custom_id"]
+    stranger = await fake.click(result, reroll, BOB)
+    await _until(lambda: fake.for_token(stranger))
+    note = fake.for_token(stranger)[0].json
+    assert note["type"] == 4 and note["data"]["flags"] == 64 and "Only the person" in note["data"]["content"]
+    again = await fake.click(result, reroll, ALICE)
+    await _until(lambda: _followups(fake, again))
+    embed = _followups(fake, again)[0].json["embeds"][0]
+    assert embed["description"] == "a red fox"
+    await platform.stop()
+
+
+async def test_a_restart_keeps_old_buttons_working(fake, engine):
+    platform = await _platform(fake, engine)
+    token = await fake.slash("image", ALICE, prompt="an old request")
+    await _until(lambda: _followups(fake, token))
+    result = max(fake.messages)
+    reroll = fake.messages[result]["components"][0]["components"][0]["custom_id"]
+    await platform.stop()
+    engine._recent.clear()
+    restarted = await _platform(fake, engine)
+    again = await fake.click(result, reroll, ALICE)
+    await _until(lambda: _followups(fake, again))
+    assert _followups(fake, again)[0].json["embeds"][0]["description"] == "an old request"
+    await restarted.stop()
+
+
+async def test_cancel_button_while_queued(fake, engine):
+    platform = await _platform(fake, engine)
+    await fake.slash("image", BOB, prompt="first", model="slow")
+    token = await fake.slash("image", ALICE, prompt="second", model="slow")
+    await _until(lambda: any(c.method == "PATCH" and c.json.get("components") for c in fake.for_token(token)))
+    original = fake.interactions[token]["original"]
+    cancel = fake.messages[original]["components"][0]["components"][0]["custom_id"]
+    assert cancel.startswith("sakai:cx:")
+    pressed = await fake.click(original, cancel, ALICE)
+    await _until(lambda: fake.for_token(pressed))
+    assert fake.for_token(pressed)[0].json["data"]["content"].startswith("🚫 Cancelled job")
+    await platform.stop()
+
+
+async def test_a_429_is_retried_by_discord_py(fake, engine):
+    platform = await _platform(fake, engine)
+    fake.fail_next("/webhooks/", FakeDiscord.rate_limited(0.2))
+    token = await fake.slash("image", ALICE, prompt="rate limited")
+    await _until(lambda: [c for c in _followups(fake, token) if c.files])
+    await platform.stop()
+
+
+async def test_a_late_acknowledgement_does_not_crash_or_queue(fake, engine):
+    platform = await _platform(fake, engine)
+    fake.acknowledge_deadline = -1  # every interaction is already too old
+    token = await fake.slash("image", ALICE, prompt="too late")
+    await _until(lambda: fake.for_token(token))
+    await asyncio.sleep(0.1)
+    assert engine.jobs == {} and len(fake.for_token(token)) == 1
+    fake.acknowledge_deadline = None
+    token = await fake.slash("image", ALICE, prompt="in time")
+    await _until(lambda: _followups(fake, token))
+    await platform.stop()
+
+
+async def test_after_the_token_expires_the_result_is_posted_in_the_channel(fake, engine, monkeypatch):
+    platform = await _platform(fake, engine)
+    monkeypatch.setattr("platforms.discord.platform._token_usable", lambda interaction: False)
+    await fake.slash("image", ALICE, prompt="a very slow job")
+    await _until(lambda: fake.calls_to("/channels/5000/messages", "POST"))
+    posted = fake.calls_to("/channels/5000/messages", "POST")[0]
+    assert posted.json["content"].startswith("<@601>") and next(iter(posted.files)).endswith(".png")
+    await platform.stop()
+
+
+async def test_access_lists_and_nsfw_only_models(fake, engine):
+    platform = await _platform(fake, engine, allowed_guilds=[123])
+    token = await fake.slash("image", ALICE, prompt="in a DM")
+    await _until(lambda: fake.for_token(token))
+    assert fake.for_token(token)[0].json["data"]["content"] == "SakaiBot is not enabled here."
+    await platform.stop()
+    platform = await _platform(fake, engine, nsfw_models=["slow"])
+    token = await fake.slash("image", ALICE, prompt="x", model="slow")
+    await _until(lambda: fake.for_token(token))
+    assert "age-restricted" in fake.for_token(token)[0].json["data"]["content"]
+    await platform.stop()
+
+
+def test_images_over_the_upload_limit_are_re_encoded_then_downscaled():
+    noise = PILImage.effect_noise((512, 512), 80).convert("RGB")
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    image = Image(buffer.getvalue(), "image/png", 512, 512)
+    assert fit(image, len(image.data)) == (image.data, "png")
+    data, extension = fit(image, 60_000)
+    assert extension == "jpg" and len(data) <= 60_000
+    tiny, _ = fit(image, 8_000)
+    with PILImage.open(io.BytesIO(tiny)) as picture:
+        assert len(tiny) <= 8_000 and picture.width < 512
+
