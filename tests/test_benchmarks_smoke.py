@@ -27,3 +27,10 @@ async def test_telegram_benchmark_prints_percentiles():
 
     rows = await telegram_bench.run(commands=10)
     assert [row.unit for row in rows] == ["ms", "ms"] and all(row.value > 0 for row in rows)
+
+
+async def test_discord_benchmark_prints_percentiles():
+    from tests.benchmarks import discord_bench
+
+    rows = await discord_bench.run(count=5)
+    assert [row.unit for row in rows] == ["ms", "ms"] and all(row.value > 0 for row in rows)

@@ -8,6 +8,7 @@ import io
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -58,6 +59,9 @@ class DiscordStatus(PacedStatus):
             self.gone = True
         except discord.HTTPException as exc:
             log.warning("status edit failed: %s", exc)
+        except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
+            log.info("status edit dropped: %s", exc)
+            self.gone = True
         return False
 
 
@@ -72,6 +76,7 @@ class DiscordPlatform(Platform):
         self.client = SakaiClient(self, **client_options)
         self._followers: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
+        self._closing = False
         self._register_commands()
         self.client.add_dynamic_items(JobButton)
 
@@ -106,6 +111,7 @@ class DiscordPlatform(Platform):
 
     async def stop(self) -> None:
         """Stop following jobs and close the connection."""
+        self._closing = True
         for task in list(self._followers):
             task.cancel()
         await asyncio.gather(*self._followers, return_exceptions=True)
@@ -211,6 +217,8 @@ class DiscordPlatform(Platform):
     # ------------------------------------------------------------------ job events
     def follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
         """Follow a job in the background, editing the deferred response."""
+        if self._closing:
+            return
         task = asyncio.create_task(self._follow(interaction, handle, private), name=f"discord-{handle.id}")
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)

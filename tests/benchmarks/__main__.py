@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from tests.benchmarks import lane_bench, telegram_bench
+from tests.benchmarks import discord_bench, lane_bench, telegram_bench
 from tests.benchmarks.engine_bench import render, run
 
 
@@ -24,6 +24,7 @@ def main() -> None:
     rows = asyncio.run(run(args.users, args.per_user, args.queued))
     rows += asyncio.run(lane_bench.run(args.slots, args.latency))
     rows += asyncio.run(telegram_bench.run(args.commands))
+    rows += asyncio.run(discord_bench.run(args.commands))
     print(render(rows))
 
 

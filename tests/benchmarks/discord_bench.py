@@ -1,0 +1,113 @@
+"""Time to acknowledge 100 simultaneous ``/image`` interactions (Discord's deadline is 3 s).
+
+The real discord.Client against the fake Discord (tests/fakes/discord.py) in the same process and
+event loop, so every figure includes the fake's own work on 100 requests; the baseline, a bare
+discord.py command that only defers, measured the same way, shows that floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import discord
+import yarl
+from discord import app_commands
+
+from core.config import EngineSettings, Settings
+from core.engine import Engine
+from core.plugins import create_plugin_host
+from platforms.discord.platform import DiscordPlatform
+from platforms.discord.settings import DiscordSettings
+from tests.benchmarks.engine_bench import Row
+from tests.fakes.discord import FakeDiscord, user_payload
+
+
+async def _acknowledge_times(fake: FakeDiscord, count: int) -> list[float]:
+    started: dict[str, float] = {}
+
+    async def one(n: int) -> None:
+        begun = time.perf_counter()
+        token = await fake.slash("image", user_payload(700 + n, f"user{n}"), prompt=f"benchmark {n}")
+        started[token] = begun
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    async with asyncio.timeout(60):
+        while len(fake.calls_to("/callback")) < count:  # noqa: ASYNC110 - the fake only records
+            await asyncio.sleep(0.005)
+    by_token = {c.path.split("/")[3]: c.at for c in fake.calls_to("/callback")}
+    return [by_token[token] - begun for token, begun in started.items()]
+
+
+def _point_at(fake: FakeDiscord) -> tuple[str, yarl.URL]:
+    old = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = f"{fake.root}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"{fake.root.replace('http', 'ws')}/gw")
+    return old
+
+
+def _restore(old: tuple[str, yarl.URL]) -> None:
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old
+
+
+async def through_adapter(count: int) -> list[float]:
+    """SakaiBot's adapter with the engine behind it."""
+    fake = await FakeDiscord().start()
+    old = _point_at(fake)
+    settings = Settings(engine=EngineSettings(default_model="preview", rate_limit=None, max_pending_per_user=10),
+                        models={"preview": {"backend": "preview", "latency": 5}}, platforms={})
+    try:
+        async with Engine(settings, create_plugin_host()) as engine:
+            platform = DiscordPlatform(DiscordSettings(token="t", edit_interval=60), guild_ready_timeout=0.05)
+            await platform.start(engine)
+            times = await _acknowledge_times(fake, count)
+            await platform.stop()
+            await engine.stop(grace=0)
+    finally:
+        _restore(old)
+        await fake.stop()
+    return times
+
+
+async def bare_client(count: int) -> list[float]:
+    """A discord.py command that defers and does nothing else."""
+    fake = await FakeDiscord().start()
+    old = _point_at(fake)
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    tree = app_commands.CommandTree(client)
+
+    @tree.command(name="image", description="bare")
+    async def image(interaction: discord.Interaction, prompt: str) -> None:
+        await interaction.response.defer(thinking=True)
+
+    try:
+        await client.login("t")
+        await tree.sync()
+        runner = asyncio.create_task(client.connect())
+        await client.wait_until_ready()
+        times = await _acknowledge_times(fake, count)
+        await client.close()
+        await asyncio.gather(runner, return_exceptions=True)
+    finally:
+        _restore(old)
+        await fake.stop()
+    return times
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def run(count: int = 100) -> list[Row]:
+    """p50 and p99 in milliseconds."""
+    await bare_client(10)  # warm-up: imports, first connections
+    await through_adapter(10)
+    adapter, bare = await through_adapter(count), await bare_client(count)
+    return [
+        Row(f"discord: /image → defer, p50 ({count})", statistics.median(adapter) * 1000, "ms",
+            statistics.median(bare) * 1000, "bare discord.py defer", "-"),
+        Row(f"discord: /image → defer, p99 ({count})", _p99(adapter) * 1000, "ms", _p99(bare) * 1000,
+            "bare discord.py defer", "≤ 50 ms"),
+    ]
