@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.fakes import serve_locally
+
 APP_ID = 1100000000000000001
 BOT_USER = {"id": str(APP_ID), "username": "SakaiBot", "discriminator": "0", "global_name": "SakaiBot",
             "avatar": None, "bot": True}
@@ -74,12 +76,7 @@ class FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gw", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.root = f"http://127.0.0.1:{port}"
+        self._runner, self.root = await serve_locally(app)
         return self
 
     async def stop(self) -> None:

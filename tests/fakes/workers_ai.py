@@ -20,6 +20,8 @@ from typing import Any
 from aiohttp import web
 from PIL import Image as PILImage
 
+from tests.fakes import serve_locally
+
 ACCOUNT = "acct123"
 TOKEN = "cf-test-token-123456"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
@@ -79,12 +81,7 @@ class FakeWorkersAI:
         app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self._search)
         app.router.add_route("*", "/worker/flux", self._flux_worker)
         app.router.add_route("*", "/worker/sdxl", self._sdxl_worker)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.root = f"http://127.0.0.1:{port}"
+        self._runner, self.root = await serve_locally(app)
         self.base_url = f"{self.root}/client/v4"
         return self
 
