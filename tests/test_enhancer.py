@@ -170,3 +170,10 @@ def test_cleaning_caps_to_the_models_limit_on_a_word_and_refuses_rubbish():
     for bad in ["", "   ", "I cannot help with that request.", "As an AI, I won't", "x" * 600, None]:
         with pytest.raises(UnusableAnswer):
             clean_answer(bad, max_chars=500, limit=500)
+
+
+def test_the_llm_key_is_known_to_the_log_redactor():
+    from core.logs import secrets_in
+
+    engine, _, _ = _engine(_openai())
+    assert "sk-llm-secret" in secrets_in(engine.plugin_settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 KEY_VARIABLES = {
     "openrouter": "OPENROUTER_API_KEY", "gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY",
@@ -32,6 +32,12 @@ class EnhancerSettings(BaseModel):
     templates: dict[str, str] = Field(default_factory=dict, description="family -> system prompt override")
     families: dict[str, str] = Field(default_factory=dict, description="SakaiBot model -> family (flux, sdxl)")
     params: dict[str, Any] = Field(default_factory=dict, description="more litellm arguments, e.g. top_p")
+    key: SecretStr | None = Field(default=None, exclude=True, description="never in the file; from the environment")
+
+    @model_validator(mode="after")
+    def _read_key(self) -> EnhancerSettings:
+        self.api_key()
+        return self
 
     @property
     def provider(self) -> str:
@@ -48,9 +54,12 @@ class EnhancerSettings(BaseModel):
         return KEY_VARIABLES.get(self.provider, f"{self.provider.upper()}_API_KEY")
 
     def api_key(self) -> str | None:
-        """The key from the environment; never stored in the settings."""
-        variable = self.key_variable
-        return os.environ.get(variable) if variable else None
+        """The key from the environment (read at start-up, kept as a secret so logs mask it)."""
+        if self.key is None:
+            variable = self.key_variable
+            value = os.environ.get(variable) if variable else None
+            self.key = SecretStr(value) if value else None
+        return self.key.get_secret_value() if self.key else None
 
     def why_off(self) -> str | None:
         """Why the enhancer cannot run, or ``None`` when it can."""
