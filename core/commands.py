@@ -198,7 +198,7 @@ OPTION_HELP = {
 def _build_options(values: dict[str, Any]) -> GenerationOptions:
     raw = values.pop("raw", False)
     try:
-        return GenerationOptions(**values, enhance=not raw)
+        return GenerationOptions(**values, enhance=False if raw else None)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidCommand(f"Option {first['loc'][0]}: {first['msg']}.") from None

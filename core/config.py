@@ -42,6 +42,7 @@ class EngineSettings(BaseModel):
     retry_max_delay: float = Field(default=30.0, ge=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
     admins: list[str] = Field(default_factory=list)
+    daily_quota: int | None = Field(default=None, ge=1, description="images per user per model per UTC day")
 
     @field_validator("rate_limit")
     @classmethod
@@ -53,6 +54,17 @@ class EngineSettings(BaseModel):
         except ValueError as exc:
             raise ValueError(f"not a rate like '5/minute': {value!r}") from exc
         return value
+
+
+class StoreSettings(BaseModel):
+    """Where jobs are kept across restarts; no path keeps them in memory only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    archive_dir: str | None = Field(default=None, description="keep every image here too")
+    archive_days: int = Field(default=30, ge=1, le=3650, description="delete archived images older than this")
+    history_limit: int = Field(default=10, ge=1, le=100)
 
 
 class LoggingSettings(BaseModel):
@@ -80,6 +92,7 @@ class Settings(BaseSettings):
 
     engine: EngineSettings = Field(default_factory=EngineSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     models: dict[str, dict[str, Any]] = Field(default_factory=_default_models)
     platforms: dict[str, dict[str, Any]] = Field(default_factory=_default_platforms)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)

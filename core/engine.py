@@ -6,6 +6,7 @@ It knows platforms and backends only through what plugins registered; it never i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -28,7 +29,7 @@ from core.errors import (
     UnknownModel,
 )
 from core.handle import JobHandle
-from core.hookcall import lifecycle, notify
+from core.hookcall import lifecycle, notify, pipeline
 from core.http import create_http_client
 from core.interfaces import ImageModel, Platform
 from core.memory_queue import InMemoryQueue
@@ -38,6 +39,8 @@ from core.ratelimit import UserRateLimiter
 from core.registry import Registry
 from core.retry import RetryPolicy
 from core.runner import JobRunner
+from core.store import JobStore
+from core.store_observer import StoreObserver
 from core.types import EventKind, ImageRequest, Job, JobEvent, JobState, Requester
 from core.validation import resolve
 
@@ -59,6 +62,11 @@ class Engine:
         self.host = host
         self.hook = host.hook
         host.add(DefaultModel(settings.engine.default_model), "sakaibot.default-model", source="core")
+        self.store: JobStore | None = None
+        if settings.store.path:
+            self.store = JobStore(settings.store.path)
+            observer = StoreObserver(self.store, settings.store.archive_dir, settings.store.archive_days)
+            host.add(observer, "sakaibot.store", source="core")
         self.registry = Registry()
         self._http = http
         self.registry.collect(host, self)
@@ -76,12 +84,16 @@ class Engine:
         self.jobs: dict[str, Job] = {}
         self._handles: dict[str, JobHandle] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._idle = asyncio.Event()  # set while no worker holds a job
+        self._idle.set()
         self._pending: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._policies: dict[str, RetryPolicy] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._resumed: dict[str, list[JobHandle]] = {}
+        self.parking = False
         self._accepting = False
         self._stopped = False
         order = QueueOrder(settings.engine.queue_order)
@@ -133,6 +145,8 @@ class Engine:
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Run startup hooks, then start a worker per unit of lane concurrency."""
+        if self.store is not None:
+            await self.store.open()
         if self._http is None:  # building an SSL context reads the CA bundle: keep it off the loop
             total = sum(self.concurrency(name) for name in self.models)
             self._http = await asyncio.to_thread(create_http_client, total)
@@ -143,7 +157,40 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._position_loop(), name="positions"))
         await asyncio.sleep(0)  # let the workers park in take(), so the first jobs go straight to them
         self._accepting = True
+        if self.store is not None:
+            await self._restore(self.store)
         log.info("engine started with models %s", ", ".join(self.models))
+
+    async def _restore(self, store: JobStore) -> None:
+        """Jobs a previous process left: undelivered results first, then waiting and running ones, in order."""
+        for job in await store.undelivered():
+            handle = JobHandle(job)
+            handle.push(JobEvent(EventKind.DONE, job))
+            self._remember(job)
+            self._resumed.setdefault(job.request.requester.platform, []).append(handle)
+        for job in await store.unfinished():
+            if job.model not in self.models:
+                await self.finish(job, JobState.FAILED, UnknownModel(job.model, list(self.models)))
+                continue
+            job.state, job.position, job.started_at = JobState.QUEUED, None, None
+            handle = self._track(job)
+            await self.queue.put(job, force=True)
+            self._mark_dirty(job.model)
+            await self.emit(job, EventKind.QUEUED)
+            self._resumed.setdefault(job.request.requester.platform, []).append(handle)
+        restored = sum(len(handles) for handles in self._resumed.values())
+        if restored:
+            log.info("restored %d job(s) from %s", restored, store.path)
+
+    def resumed(self, platform: str) -> list[JobHandle]:
+        """Handles of jobs restored for ``platform``, handed over once, for it to follow and deliver."""
+        return self._resumed.pop(platform, [])
+
+    async def delivered(self, job_id: str) -> bool:
+        """A platform delivered the image; ``False`` if it had been delivered already."""
+        if self.store is None:
+            return True
+        return await self.store.mark_delivered(job_id)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, cancel waiting jobs, give running ones ``grace`` seconds, then cancel."""
@@ -152,12 +199,18 @@ class Engine:
         self._stopped = True
         self._accepting = False
         grace = self.settings.engine.shutdown_grace if grace is None else grace
-        await self._cancel_waiting(SHUTDOWN_MESSAGE)
+        self.parking = self.store is not None
+        if self.parking:
+            await self._suspend_waiting()
+        else:
+            await self._cancel_waiting(SHUTDOWN_MESSAGE)
         await self._drain(grace)
         await self.queue.close()
         await _cancel_all(self._tasks)
         await lifecycle(self.hook.shutdown, raise_errors=False, engine=self)
         await self._close_resources()
+        if self.store is not None:
+            await self.store.close()
         log.info("engine stopped")
 
     async def _cancel_waiting(self, message: str) -> None:
@@ -165,16 +218,31 @@ class Engine:
             if await self.queue.remove(job.id) is not None:
                 await self.finish(job, JobState.CANCELLED, JobCancelled(message))
 
+    async def _suspend_waiting(self) -> None:
+        """With a store, waiting jobs stay saved as queued and run after the restart."""
+        for job in [j for j in self.jobs.values() if j.state is JobState.QUEUED]:
+            if await self.queue.remove(job.id) is not None:
+                await self.park(job)
+
+    async def park(self, job: Job) -> None:
+        """Keep ``job`` for the next start: saved as queued, its followers told, no final state."""
+        job.state, job.started_at, job.position = JobState.QUEUED, None, None
+        if self.store is not None:
+            await self.store.save(job)
+        handle = self._handles.get(job.id)
+        if handle is not None:
+            handle.push(JobEvent(EventKind.SUSPENDED, job))
+        self._untrack(job)
+
     async def _drain(self, grace: float) -> None:
-        waits = [asyncio.ensure_future(self._handles[job_id].wait()) for job_id in self._running]
-        if not waits:
-            return
-        _, late = await asyncio.wait(waits, timeout=grace)
+        """Wait until no worker holds a job (its final writes included), cancelling what outlives ``grace``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
         for job_id, task in list(self._running.items()):
-            self.jobs[job_id].error = JobCancelled(SHUTDOWN_MESSAGE)
+            if not self.parking and job_id in self.jobs:
+                self.jobs[job_id].error = JobCancelled(SHUTDOWN_MESSAGE)
             task.cancel()
-        if late:
-            await asyncio.wait(late)
+        await self._idle.wait()
 
     async def _close_resources(self) -> None:
         for model in self.models.values():
@@ -199,6 +267,7 @@ class Engine:
             raise ServiceStopping()
         name = self.choose_model(request)
         generation = resolve(request, self.models[name].capabilities)
+        await pipeline(self.hook.admit_request, request=request, model=name, engine=self)
         job = Job(id=self._new_id(), request=request, model=name, generation=generation)
         user, privileged = job.user_key, self.is_admin(request.requester)
         if not privileged:
@@ -323,6 +392,7 @@ class Engine:
                 await self.finish(job, JobState.CANCELLED, job.error)
                 continue
             self._running[job.id] = me
+            self._idle.clear()
             try:
                 await self.runner.run(job)
             except asyncio.CancelledError:
@@ -331,6 +401,8 @@ class Engine:
                 me.uncancel()  # the cancel was for this job, which is now finished; keep serving
             finally:
                 self._running.pop(job.id, None)
+                if not self._running:
+                    self._idle.set()
                 await self.queue.done(job)
             if loop.time() - yielded > YIELD_EVERY:  # a lane of instant jobs must not starve the loop
                 await asyncio.sleep(0)
@@ -361,10 +433,11 @@ class Engine:
     async def emit(self, job: Job, kind: EventKind, **fields: Any) -> None:
         """Deliver an event to the job's handle and to ``on_job_event`` observers."""
         event = JobEvent(kind, job, **fields)
+        # Observers first: the job store has written a state before any platform acts on it.
+        await notify(self.hook.on_job_event, event=event, engine=self)
         handle = self._handles.get(job.id)
         if handle is not None:
             handle.push(event)
-        await notify(self.hook.on_job_event, event=event, engine=self)
 
     async def set_state(self, job: Job, state: JobState, kind: EventKind) -> None:
         """Move a running job to ``state`` and tell everyone."""
@@ -380,6 +453,9 @@ class Engine:
         message = self.render_error(job, error) if error is not None else None
         await self.emit(job, FINAL_KINDS[state], message=message)
         self._untrack(job)
+        self._remember(job)
+
+    def _remember(self, job: Job) -> None:
         self._recent[job.id] = job
         if len(self._recent) > RECENT_JOBS:
             self._recent.popitem(last=False)

@@ -59,6 +59,11 @@ def select_model(request: ImageRequest, models: dict[str, ImageModel]) -> str | 
 
 
 @hookspec
+def admit_request(request: ImageRequest, model: str, engine: Engine) -> Any:
+    """Refuse a request before it is queued (raise a ``SakaiError``): bans, quotas. May be async; in order."""
+
+
+@hookspec
 def before_generate(job: Job, engine: Engine) -> Any:
     """Adjust or veto a job (raise ``JobRejected``) after enhancement, before the model. May be async.
 

@@ -132,6 +132,7 @@ class ModelSettings(BaseModel):
     concurrency: int | None = Field(default=None, ge=1, le=256)
     timeout: float = Field(default=120.0, gt=0)
     max_attempts: int | None = Field(default=None, ge=1, le=10)
+    daily_quota: int | None = Field(default=None, ge=1, description="images per user per UTC day")
     enabled: bool = True
 
 

@@ -114,10 +114,10 @@ class InMemoryQueue:
         self._capacity[name] = capacity
         self._waiters[name] = deque()
 
-    async def put(self, job: Job) -> None:
+    async def put(self, job: Job, *, force: bool = False) -> None:
         """Queue a job, or hand it straight to an idle worker of its lane."""
         lane = self._lanes[job.model]
-        if len(lane) >= self._capacity[job.model]:
+        if len(lane) >= self._capacity[job.model] and not force:
             raise QueueFull(f"The {job.model} queue is full ({len(lane)} waiting). Try again in a few minutes.")
         if not self._hand_over(job):
             lane.push(job)

@@ -30,6 +30,8 @@ def status_text(event: JobEvent) -> str:
         return f"✅ Done in {elapsed(job):.1f} s"
     if kind is EventKind.CANCELLED:
         return f"🚫 {event.message or 'Cancelled.'}"
+    if kind is EventKind.SUSPENDED:
+        return "⏸ The bot is restarting; your request is kept and will run when it is back."
     return f"❌ {event.message or 'Failed.'}"
 
 

@@ -48,8 +48,8 @@ class JobQueue(Protocol):
     def add_lane(self, name: str, order: QueueOrder, capacity: int) -> None:
         """Create the lane for one model, holding at most ``capacity`` waiting jobs."""
 
-    async def put(self, job: Job) -> None:
-        """Add a job to its lane (``job.model``); raise ``QueueFull`` at the lane's cap."""
+    async def put(self, job: Job, *, force: bool = False) -> None:
+        """Add a job to its lane (``job.model``); raise ``QueueFull`` at the cap unless ``force`` (restores)."""
 
     async def take(self, lane: str) -> Job:
         """Wait for and claim the next job of ``lane`` in the lane's order."""

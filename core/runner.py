@@ -40,7 +40,10 @@ class JobRunner:
             await pipeline(self.engine.hook.before_generate, job=job, engine=self.engine)
             image = await self._generate(job, model)
         except asyncio.CancelledError:
-            await self.engine.finish(job, JobState.CANCELLED, job.error or JobCancelled())
+            if self.engine.parking:
+                await self.engine.park(job)
+            else:
+                await self.engine.finish(job, JobState.CANCELLED, job.error or JobCancelled())
             raise
         except SakaiError as exc:
             await self._fail(job, exc)
@@ -52,7 +55,7 @@ class JobRunner:
 
     async def _enhance(self, job: Job, model: ImageModel) -> None:
         enhancers = self.engine.registry.enhancers
-        if not enhancers or not job.request.options.enhance:
+        if not enhancers or job.request.options.enhance is False:
             return
         await self.engine.set_state(job, JobState.ENHANCING, EventKind.ENHANCING)
         started = time.perf_counter()

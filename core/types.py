@@ -35,7 +35,7 @@ class GenerationOptions(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     negative_prompt: str | None = Field(default=None, max_length=2000)
     steps: int | None = Field(default=None, ge=1, le=150)
-    enhance: bool = True
+    enhance: bool | None = None  # None: the user's or chat's setting, else on
     as_file: bool = False
 
 
@@ -48,6 +48,7 @@ class ImageRequest(BaseModel):
     model: str | None = None
     requester: Requester
     options: GenerationOptions = GenerationOptions()
+    delivery: dict[str, str] = Field(default_factory=dict)  # where the platform answers: chat, status message…
 
 
 @dataclass(slots=True, frozen=True)
@@ -160,14 +161,15 @@ class EventKind(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SUSPENDED = "suspended"  # the process is stopping; the stored job runs again after the restart
 
     @property
     def final(self) -> bool:
-        """True for the last event a job ever emits."""
+        """True for the last event a job emits in this process."""
         return self in _FINAL_EVENTS
 
 
-_FINAL_EVENTS = frozenset({EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED})
+_FINAL_EVENTS = frozenset({EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.SUSPENDED})
 
 
 @dataclass(slots=True)

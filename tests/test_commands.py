@@ -20,7 +20,7 @@ from core.errors import InvalidCommand, UserError
 def test_seed_syntax_with_model_and_multiline_prompt():
     command = parse_command("/image=flux=a lighthouse at dusk\nwith fog = mystery")
     assert command == ImageCommand("a lighthouse at dusk\nwith fog = mystery", "flux", command.options)
-    assert command.options.enhance is True
+    assert command.options.enhance is None  # not said: the user's setting decides
 
 
 def test_default_model_form_with_every_option():
@@ -120,4 +120,4 @@ def test_round_trip(model, prompt, seed, ratio, negative, raw):
     assert command.model == model and command.prompt == prompt.strip()
     assert command.options.seed == seed and command.options.aspect_ratio == ratio
     assert command.options.negative_prompt == (negative.strip() if negative else None)
-    assert command.options.enhance is not raw
+    assert command.options.enhance is (False if raw else None)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_hookspec_has_a_docstring():
     specs = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "sakaibot_spec")]
-    assert len(specs) == 12
+    assert len(specs) == 13
     assert all(f.__doc__ and f.__doc__.strip() for f in specs)
 
 

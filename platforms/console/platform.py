@@ -49,8 +49,11 @@ class ConsolePlatform(Platform):
         """Begin reading commands."""
         self.chat = ChatService(engine)
         lines = self._lines if self._lines is not None else read_lines()
-        self._reader = asyncio.create_task(self._read(join_continued(lines)), name="console-reader")
         self._say("SakaiBot console - type /help, or /image=<model>=<prompt>.")
+        for handle in engine.resumed(self.name):
+            self._say(f"[{handle.id}] resumed after a restart")
+            self._track(handle)
+        self._reader = asyncio.create_task(self._read(join_continued(lines)), name="console-reader")
 
     async def stop(self) -> None:
         """Stop reading and following jobs."""
@@ -77,11 +80,14 @@ class ConsolePlatform(Platform):
         if reply is None:
             self._say("Not a command. Type /help.")
         elif isinstance(reply, JobReply):
-            task = asyncio.create_task(self._follow(reply.handle), name=f"console-{reply.handle.id}")
-            self._followers.add(task)
-            task.add_done_callback(self._followers.discard)
+            self._track(reply.handle)
         else:
             self._say(reply.text)
+
+    def _track(self, handle: JobHandle) -> None:
+        task = asyncio.create_task(self._follow(handle), name=f"console-{handle.id}")
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
 
     async def _follow(self, handle: JobHandle) -> None:
         last = ""
@@ -101,7 +107,8 @@ class ConsolePlatform(Platform):
             return
         path = self.settings.output_dir / f"{job.id}.{image.extension}"
         await asyncio.to_thread(_write, path, image.data)
-        self._say(f"[{job.id}] {status_text(event)} -> {path}\n{caption(job)}")
+        if await self.chat.engine.delivered(job.id):
+            self._say(f"[{job.id}] {status_text(event)} -> {path}\n{caption(job)}")
 
     def _say(self, text: str) -> None:
         out = self._out or sys.stdout

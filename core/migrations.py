@@ -1,0 +1,69 @@
+"""The job store's schema, one numbered step at a time; ``PRAGMA user_version`` says where a file is."""
+
+from __future__ import annotations
+
+import sqlite3
+
+STEPS: tuple[str, ...] = (
+    # 1: jobs, as the first release stored them
+    """
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        chat_id TEXT,
+        model TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        request TEXT NOT NULL,
+        generation TEXT NOT NULL,
+        enhanced_prompt TEXT,
+        timings TEXT NOT NULL DEFAULT '{}',
+        result TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_by_user ON jobs (platform, user_id, seq);
+    CREATE INDEX jobs_by_state ON jobs (state, seq);
+    """,
+    # 2: exactly-once delivery, pending result bytes, settings, bans
+    """
+    ALTER TABLE jobs ADD COLUMN delivered_at REAL;
+    ALTER TABLE jobs ADD COLUMN updated_at REAL;
+    CREATE TABLE pending_results (job_id TEXT PRIMARY KEY REFERENCES jobs (id), data BLOB NOT NULL);
+    CREATE TABLE settings (
+        scope TEXT NOT NULL, scope_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (scope, scope_id, key)
+    );
+    CREATE TABLE bans (user_key TEXT PRIMARY KEY, banned_by TEXT NOT NULL, at REAL NOT NULL);
+    CREATE INDEX jobs_by_day ON jobs (platform, user_id, model, created_at);
+    """,
+)
+LATEST = len(STEPS)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    """The schema version of an open database."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int = LATEST) -> int:
+    """Apply every step above the file's version up to ``target``, each in its own transaction."""
+    current = version(conn)
+    if current > LATEST:
+        raise RuntimeError(f"the job store is at schema {current}, newer than this SakaiBot ({LATEST})")
+    for number in range(current + 1, target + 1):
+        statements = [s.strip() for s in STEPS[number - 1].split(";") if s.strip()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return version(conn)

@@ -1,0 +1,78 @@
+"""Killed with SIGKILL while jobs wait and run, started again: every job finishes and is delivered once."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = 6
+
+
+def _config(tmp: Path) -> Path:
+    config = tmp / "config.toml"
+    config.write_text(f"""
+[engine]
+default_model = "preview"
+rate_limit = "off"
+max_pending_per_user = 50
+[store]
+path = "{tmp / 'jobs.db'}"
+[models.preview]
+backend = "preview"
+latency = 0.4
+concurrency = 1
+area = 16384
+[platforms.console]
+enabled = true
+output_dir = "{tmp / 'out'}"
+""")
+    return config
+
+
+def _sakaibot(config: Path, stdin: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "run"], stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=config.parent)
+
+
+def _read_until(process: subprocess.Popen[str], pattern: str, count: int, limit: float = 60) -> str:
+    seen, deadline = "", time.monotonic() + limit
+    assert process.stdout is not None
+    while len(re.findall(pattern, seen)) < count:
+        assert time.monotonic() < deadline, seen
+        line = process.stdout.readline()
+        assert line, seen
+        seen += line
+    return seen
+
+
+def test_sigkill_then_restart_delivers_every_job_exactly_once(tmp_path):
+    config = _config(tmp_path)
+    first = _sakaibot(config, subprocess.PIPE)
+    assert first.stdin is not None and first.stdout is not None
+    for n in range(JOBS):
+        first.stdin.write(f"/image=preview=job number {n} --seed {n}\n")
+    first.stdin.flush()
+    before = _read_until(first, r"✅ Done", 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    before += first.stdout.read()  # whatever it printed before it died
+    first.stdin.close()
+    first.stdout.close()
+    second = _sakaibot(config, subprocess.DEVNULL)
+    after, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, after
+    delivered = re.findall(r"\[([0-9a-f]{12})\] ✅ Done", before + after)
+    assert len(delivered) == JOBS and len(set(delivered)) == JOBS, before + after
+    assert len(list((tmp_path / "out").glob("*.png"))) == JOBS
+    assert "resumed after a restart" in after
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        rows = db.execute("SELECT state, delivered_at IS NOT NULL FROM jobs").fetchall()
+    assert rows == [("done", 1)] * JOBS
