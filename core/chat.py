@@ -10,13 +10,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import messages
+from core.account import AccountService
 from core.commands import (
+    BanCommand,
     CancelCommand,
     Command,
     HelpCommand,
+    HistoryCommand,
     ImageCommand,
+    InfoCommand,
     ModelsCommand,
     QueueCommand,
+    SettingsCommand,
+    StatsCommand,
     parse_command,
 )
 from core.errors import SakaiError
@@ -50,30 +56,50 @@ class ChatService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.account = AccountService(engine)
 
-    async def handle(self, text: str, requester: Requester, bot_username: str | None = None) -> Reply | None:
+    async def handle(self, text: str, requester: Requester, bot_username: str | None = None,
+                     delivery: dict[str, str] | None = None) -> Reply | None:
         """The reply to ``text``; ``None`` if it is not a command for us. Never raises a SakaiError."""
         try:
             command = parse_command(text, bot_username)
             if command is None:
                 return None
-            return await self.execute(command, requester)
+            return await self.execute(command, requester, delivery)
         except SakaiError as exc:
             return TextReply(self.engine.render_error(None, exc), is_error=True)
 
-    async def execute(self, command: Command, requester: Requester) -> Reply:
-        """Carry out a parsed command."""
+    async def execute(self, command: Command, requester: Requester, delivery: dict[str, str] | None = None) -> Reply:
+        """Carry out a parsed command; ``delivery`` tells where the platform will answer an image."""
         if isinstance(command, ImageCommand):
+            command = await self.account.apply(command, requester)
             request = ImageRequest(prompt=command.prompt, model=command.model, requester=requester,
-                                   options=command.options)
+                                   options=command.options, delivery=delivery or {})
             return JobReply(await self.engine.submit(request))
+        return TextReply(await self._text(command, requester))
+
+    async def _text(self, command: Command, requester: Requester) -> str:
+        account = self.account
+        if isinstance(command, HistoryCommand):
+            return await account.history(command, requester)
+        if isinstance(command, InfoCommand):
+            return await account.info(command, requester)
+        if isinstance(command, SettingsCommand):
+            return await account.settings(command, requester)
+        if isinstance(command, StatsCommand):
+            return await account.stats(requester)
+        if isinstance(command, BanCommand):
+            return await account.ban(command, requester)
+        return await self._basic(command, requester)
+
+    async def _basic(self, command: Command, requester: Requester) -> str:
         if isinstance(command, CancelCommand):
             job = await self.engine.cancel(command.job_id, requester)
-            return TextReply(f"🚫 Cancelled job {job.id}.")
+            return f"🚫 Cancelled job {job.id}."
         if isinstance(command, ModelsCommand):
-            return TextReply(messages.models_text(self.engine))
+            return messages.models_text(self.engine)
         if isinstance(command, QueueCommand):
-            return TextReply(messages.queue_text(self.engine, requester))
+            return messages.queue_text(self.engine, requester)
         if isinstance(command, HelpCommand):
-            return TextReply(messages.help_text(self.engine))
+            return messages.help_text(self.engine)
         raise AssertionError(f"unhandled command {command!r}")

@@ -23,7 +23,11 @@ NAME_RE = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@(?P<bot>\w+))?")
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 OPTION_RE = re.compile(r"(?:^|(?<=\s))(?:--|\u2014|\u2013)(?P<name>[A-Za-z][\w-]*)")
 NAMES = {"image": "image", "img": "image", "imagine": "image", "models": "models", "queue": "queue",
-         "cancel": "cancel", "help": "help", "start": "help"}
+         "cancel": "cancel", "help": "help", "start": "help", "history": "history", "info": "info",
+         "settings": "settings", "stats": "stats", "ban": "ban", "unban": "unban"}
+SETTING_KEYS = ("model", "aspect", "enhance", "file")
+SETTINGS_USAGE = ("Use /settings to see yours, /settings <model|aspect|enhance|file> <value> to set one "
+                  "(\"default\" clears it), /settings reset; admins: /settings chat|pin <key> <value>.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,44 @@ class HelpCommand:
     """Explain the commands."""
 
 
-Command = ImageCommand | ModelsCommand | QueueCommand | CancelCommand | HelpCommand
+@dataclass(frozen=True, slots=True)
+class HistoryCommand:
+    """The caller's last jobs."""
+
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class InfoCommand:
+    """Everything about one job."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsCommand:
+    """Show or change defaults: ``scope`` is user, chat (admin) or pin (admin)."""
+
+    scope: str = "user"
+    key: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsCommand:
+    """Jobs, failures and latency per model (admins)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BanCommand:
+    """Ban or unban a user (admins)."""
+
+    user: str
+    banned: bool
+
+
+Command = (ImageCommand | ModelsCommand | QueueCommand | CancelCommand | HelpCommand | HistoryCommand | InfoCommand
+           | SettingsCommand | StatsCommand | BanCommand)
 
 
 def parse_command(text: str, bot_username: str | None = None) -> Command | None:
@@ -74,9 +115,11 @@ def parse_command(text: str, bot_username: str | None = None) -> Command | None:
         return _parse_image(rest)
     if rest and not rest[0].isspace():
         return None
-    if name == "cancel":
-        return _parse_cancel(rest)
-    return {"models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand}[name]()
+    words = rest.split()
+    parser = ARGUMENT_PARSERS.get(name)
+    if parser is not None:
+        return parser(words)
+    return {"models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand, "stats": StatsCommand}[name]()
 
 
 def _addressed_to_us(mention: str | None, bot_username: str | None) -> bool:
@@ -85,11 +128,47 @@ def _addressed_to_us(mention: str | None, bot_username: str | None) -> bool:
     return mention.lower() == bot_username.lstrip("@").lower()
 
 
-def _parse_cancel(rest: str) -> CancelCommand:
-    words = rest.split()
+def _parse_cancel(words: list[str]) -> CancelCommand:
     if len(words) > 1:
         raise InvalidCommand("Use /cancel to cancel your newest request, or /cancel <job id>.")
     return CancelCommand(words[0] if words else None)
+
+
+def _parse_history(words: list[str]) -> HistoryCommand:
+    if len(words) > 1 or (words and not (words[0].isdigit() and 1 <= int(words[0]) <= 50)):
+        raise InvalidCommand("Use /history, or /history <1-50>.")
+    return HistoryCommand(int(words[0]) if words else None)
+
+
+def _parse_info(words: list[str]) -> InfoCommand:
+    if len(words) != 1:
+        raise InvalidCommand("Use /info <job id> (the id is under each image and in /history).")
+    return InfoCommand(words[0].lower())
+
+
+def _parse_settings(words: list[str]) -> SettingsCommand:
+    scope = "user"
+    if words and words[0].lower() in ("chat", "pin"):
+        scope, words = words[0].lower(), words[1:]
+    if scope == "user" and [w.lower() for w in words] == ["reset"]:
+        return SettingsCommand("user", "reset")
+    if not words and scope == "user":
+        return SettingsCommand()
+    if len(words) != 2 or words[0].lower() not in SETTING_KEYS:
+        raise InvalidCommand(SETTINGS_USAGE)
+    return SettingsCommand(scope, words[0].lower(), words[1])
+
+
+def _parse_ban(banned: bool) -> Any:
+    def parse(words: list[str]) -> BanCommand:
+        if len(words) != 1:
+            raise InvalidCommand(f"Use /{'ban' if banned else 'unban'} <user id> (or <platform>:<user id>).")
+        return BanCommand(words[0], banned)
+    return parse
+
+
+ARGUMENT_PARSERS: dict[str, Any] = {"cancel": _parse_cancel, "history": _parse_history, "info": _parse_info,
+                                    "settings": _parse_settings, "ban": _parse_ban(True), "unban": _parse_ban(False)}
 
 
 def _parse_image(rest: str) -> ImageCommand | None:

@@ -100,5 +100,7 @@ def help_text(engine: Engine) -> str:
         f"/models - the models ({models})\n"
         "/queue - what is waiting\n"
         "/cancel [job] - cancel your newest (or the named) request\n"
+        "/history [n] - your last jobs; /info <job> - everything about one\n"
+        "/settings - your defaults (model, aspect, enhance, file)\n"
         "/help - this text"
     )

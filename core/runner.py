@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from core.errors import BackendError, BackendTimeout, JobCancelled, SakaiError, UserError
 from core.hookcall import notify, pipeline
 from core.interfaces import Enhancer, ImageModel
+from core.provenance import provenance, with_text_chunks
 from core.retry import OnRetry
 from core.types import EventKind, Image, Job, JobState
 from core.validation import check_prompt
@@ -105,6 +106,8 @@ class JobRunner:
     async def _succeed(self, job: Job, image: Image) -> None:
         image.model = image.model or job.model
         image.timings.update(job.timings)
+        if image.mime_type == "image/png":
+            image.data = with_text_chunks(image.data, provenance(job))
         job.result = image
         await notify(self.engine.hook.after_generate, job=job, result=image, engine=self.engine)
         await self.engine.finish(job, JobState.DONE)

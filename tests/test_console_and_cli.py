@@ -33,7 +33,11 @@ async def test_console_generates_and_saves_an_image(engine_factory, tmp_path):
     engine, _backend = await engine_factory()
     text = await _run_console(engine, tmp_path, "/image=a=a red fox --seed 5", "hello", "/image=zzz=cat")
     saved = list(tmp_path.glob("*.png"))
-    assert len(saved) == 1 and saved[0].read_bytes() == PNG
+    assert len(saved) == 1
+    with PILImage.open(saved[0]) as picture:
+        picture.load()
+        assert picture.text["prompt"] == "a red fox" and picture.text["seed"] == "5"
+        assert picture.text["model"] == "a" and picture.tobytes() == PILImage.open(io.BytesIO(PNG)).tobytes()
     assert "⏳ Queued for a" in text and "✅ Done" in text and "seed 5" in text and "📝 a red fox" in text
     assert "Not a command. Type /help." in text
     assert "Unknown model 'zzz'. Available models: a." in text

@@ -23,7 +23,7 @@ from core import (
     hookimpl,
     sizes_for_area,
 )
-from core.config import EngineSettings, Settings
+from core.config import EngineSettings, Settings, StoreSettings
 from core.engine import Engine
 from core.plugins import create_plugin_host
 from core.types import GenerationOptions, JobEvent
@@ -122,24 +122,30 @@ class EventRecorder:
 
 
 def make_engine(models: dict[str, dict[str, Any]] | None = None, *, plugins: Iterable[tuple[str, object]] = (),
-                **engine_settings: Any) -> tuple[Engine, FakeBackendPlugin]:
+                store: dict[str, Any] | None = None, **engine_settings: Any) -> tuple[Engine, FakeBackendPlugin]:
     """An engine with fake models only and no entry points; settings given as keywords."""
     backend = FakeBackendPlugin()
     models = models or {"a": {"backend": "fake"}}
     engine_settings.setdefault("default_model", next(iter(models)))
     engine_settings.setdefault("rate_limit", None)
-    settings = Settings(engine=EngineSettings(**engine_settings), models=models, platforms={})
+    settings = Settings(engine=EngineSettings(**engine_settings), models=models, platforms={},
+                        store=StoreSettings(**(store or {})))
     host = create_plugin_host(load_entry_points=False, extra=[("fake-backend", backend), *plugins])
     engine = Engine(settings, host)
     engine.position_interval = 0.0
     return engine, backend
 
 
+def requester(user: str = "u1", *, admin: bool = False, chat: str = "c") -> Requester:
+    """Someone on the test platform."""
+    return Requester(platform="test", user_id=user, chat_id=chat, is_admin=admin)
+
+
 def request(prompt: str = "a red fox", *, user: str = "u1", model: str | None = None,
             admin: bool = False, **options: Any) -> ImageRequest:
     """A request from ``user`` on the test platform."""
     return ImageRequest(prompt=prompt, model=model, options=GenerationOptions(**options),
-                        requester=Requester(platform="test", user_id=user, chat_id="c", is_admin=admin))
+                        requester=requester(user, admin=admin))
 
 
 async def settle(rounds: int = 5) -> None:
