@@ -83,7 +83,7 @@ async def test_daily_quota_refuses_with_the_reset_time_and_resets_the_next_day(s
 
 
 async def test_history_and_info(stored):
-    engine, _, chat = await stored()
+    _engine, _, chat = await stored()
     first = await _say(chat, "/image=a=a lighthouse --seed 9 --ar 3:2")
     second = await _say(chat, "/image=a=a cat")
     history = await _say(chat, "/history")
@@ -144,7 +144,7 @@ async def test_archive_keeps_images_and_drops_old_ones(stored, tmp_path):
     old = archive / "old.png"
     old.write_bytes(b"x")
     os.utime(old, (time.time() - 40 * 86400, time.time() - 40 * 86400))
-    engine, _, chat = await stored(store={"archive_dir": str(archive), "archive_days": 30})
+    _engine, _, chat = await stored(store={"archive_dir": str(archive), "archive_days": 30})
     job_id = await _say(chat, "/image=a=kept")
     assert (archive / f"{job_id}.png").exists() and not old.exists()
 
