@@ -77,7 +77,8 @@ def _followups(fake: FakeDiscord, token: str) -> list[Any]:
 
 async def test_slash_image_defers_edits_and_follows_up_with_png_and_buttons(fake, engine):
     platform = await _platform(fake, engine)
-    assert {c["name"] for c in fake.commands} == {"image", "models", "queue", "cancel", "help"}
+    assert {c["name"] for c in fake.commands} == {"image", "models", "queue", "cancel", "help", "history", "info",
+                                                  "settings", "stats", "ban", "unban"}
     image_command = next(c for c in fake.commands if c["name"] == "image")
     assert any(o.get("autocomplete") for o in image_command["options"] if o["name"] == "model")
     token = await fake.slash("image", ALICE, prompt="a lighthouse at dusk", seed=42)
@@ -220,3 +221,54 @@ def test_images_over_the_upload_limit_are_re_encoded_then_downscaled():
     with PILImage.open(io.BytesIO(tiny)) as picture:
         assert len(tiny) <= 8_000 and picture.width < 512
 
+
+
+def _stored_engine(path: str, latency: float) -> Engine:
+    settings = Settings(engine=EngineSettings(default_model="preview", rate_limit=None),
+                        models={"preview": {"backend": "preview", "latency": latency, "area": 128 * 128}},
+                        platforms={}, store={"path": path})
+    return Engine(settings, create_plugin_host())
+
+
+async def test_history_settings_and_info_slash_commands(fake, tmp_path):
+    engine = _stored_engine(str(tmp_path / "jobs.db"), 0.01)
+    await engine.start()
+    platform = await _platform(fake, engine)
+    token = await fake.slash("settings", ALICE, key="aspect", value="16:9")
+    await _until(lambda: fake.for_token(token))
+    assert fake.for_token(token)[0].json["data"]["content"] == "Your aspect: 16:9."
+    token = await fake.slash("image", ALICE, prompt="a wide lighthouse")
+    await _until(lambda: _followups(fake, token))
+    job_id = _followups(fake, token)[0].json["embeds"][0]["footer"]["text"].removeprefix("job ")
+    token = await fake.slash("history", ALICE)
+    await _until(lambda: fake.for_token(token))
+    assert job_id in fake.for_token(token)[0].json["data"]["content"]
+    token = await fake.slash("info", ALICE, job=job_id[:6])
+    await _until(lambda: fake.for_token(token))
+    assert "'aspect_ratio': '16:9'" in fake.for_token(token)[0].json["data"]["content"]
+    token = await fake.slash("stats", ALICE)
+    await _until(lambda: fake.for_token(token))
+    assert fake.for_token(token)[0].json["data"]["content"] == "Only admins can do that."
+    await platform.stop()
+    await engine.stop()
+
+
+async def test_a_job_waiting_at_shutdown_is_posted_in_its_channel_after_the_restart(fake, tmp_path):
+    path = str(tmp_path / "jobs.db")
+    engine = _stored_engine(path, 30)
+    await engine.start()
+    platform = await _platform(fake, engine)
+    token = await fake.slash("image", ALICE, prompt="kept across a restart", seed=8)
+    await _until(lambda: [c for c in fake.for_token(token) if c.method == "PATCH"])
+    await engine.stop(grace=0.05)
+    await platform.stop()
+    again = _stored_engine(path, 0.01)
+    await again.start()
+    restarted = await _platform(fake, again)
+    await _until(lambda: fake.calls_to("/channels/5000/messages", "POST"))
+    posted = fake.calls_to("/channels/5000/messages", "POST")[0]
+    assert posted.json["content"] == "<@601> your image is ready."
+    assert posted.json["embeds"][0]["description"] == "kept across a restart" and posted.files
+    await restarted.stop()
+    await again.stop()
+    assert again.store is not None

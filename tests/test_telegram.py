@@ -93,8 +93,8 @@ async def test_help_models_queue_and_errors_are_plain_replies(engine):
     await tg.message("hello there", sender=ALICE)
     texts = [r.message for r in tg.sender.of(SendMessage)]
     assert texts[0].startswith("Models:") and "preview (default)" in texts[0]
-    assert texts[1] == "Unknown model 'nope'. Available models: preview, slow."
-    assert len(texts) == 2
+    assert texts[1] == "⏳ Queued" and len(texts) == 2  # the status message, which then shows the error
+    assert tg.sender.of(Edit)[-1].message == "❌ Unknown model 'nope'. Available models: preview, slow."
 
 
 async def test_group_commands_addressed_to_another_bot_are_ignored(engine):
@@ -163,8 +163,8 @@ async def test_cancel_button_while_queued(engine):
     platform, tg = await _platform(engine)
     await tg.message("/image=slow=first", sender=BOB)
     await tg.message("/image=slow=second", sender=ALICE)
-    await _until(lambda: len(tg.sender.of(SendMessage)) == 2)
-    status = tg.sender.of(SendMessage)[1]
+    await _until(lambda: any(e.reply_markup for e in tg.sender.of(Edit) if e.message.startswith("⏳ Queued for")))
+    status = [e for e in tg.sender.of(Edit) if e.message.startswith("⏳ Queued for")][-1]
     cancel = status.reply_markup.rows[0].buttons[0].type.data
     assert decode(cancel).action == "cancel"
     status_id = max(tg.sender.messages)
@@ -211,7 +211,7 @@ async def test_send_as_file_and_photo_refusal_fall_back_to_a_document(engine):
 async def test_a_failure_shows_the_engines_message(engine):
     platform, tg = await _platform(engine)
     await tg.message("/image=preview=bad --steps 99", sender=ALICE)
-    assert tg.sender.of(SendMessage)[-1].message == "This model takes at most 50 steps; you asked for 99."
+    assert tg.sender.of(Edit)[-1].message == "❌ This model takes at most 50 steps; you asked for 99."
     engine.models["preview"].latency = 30
     await tg.message("/image=preview=to be cancelled", sender=ADMIN)
     await _until(lambda: tg.sender.of(Edit))
@@ -219,3 +219,40 @@ async def test_a_failure_shows_the_engines_message(engine):
     await tg.message(f"/cancel {job_id}", sender=ADMIN)
     await _until(lambda: any(e.message.startswith("🚫 Cancelled") for e in tg.sender.of(Edit)))
     await platform.stop()
+
+
+async def test_after_a_restart_the_same_status_message_is_updated_and_the_photo_sent_once(tmp_path):
+    def build() -> Engine:
+        settings = Settings(engine=EngineSettings(default_model="slow", rate_limit=None),
+                            models={"slow": {"backend": "preview", "latency": 30, "area": 128 * 128}},
+                            platforms={}, store={"path": str(tmp_path / "jobs.db")})
+        return Engine(settings, create_plugin_host())
+
+    first = build()
+    await first.start()
+    platform, tg = await _platform(first)
+    command_id = await tg.message("/image=slow=survives a restart --seed 11", sender=ALICE)
+    await _until(lambda: tg.sender.of(Edit))
+    status_id = tg.sender.of(SendMessage)[0]
+    status_message_id = max(tg.sender.messages)
+    await first.stop(grace=0.05)
+    await platform.stop()
+    assert any(e.message.startswith("⏸ The bot is restarting") for e in tg.sender.of(Edit))
+    second = build()
+    second.models["slow"].latency = 0.02
+    tg.client.remove_event_handler(platform._on_message)
+    tg.client.remove_event_handler(platform._on_button)
+    fresh = TelegramPlatform(_settings(), client=tg.client)
+    await second.start()
+    await fresh.start(second)
+    await _until(lambda: _media(tg) and tg.sender.of(Delete))
+    assert len(_media(tg)) == 1 and _media(tg)[0].reply_to.reply_to_msg_id == command_id
+    assert "seed 11" in _media(tg)[0].message
+    assert any(e.id == status_message_id for e in tg.sender.of(Edit)[-3:])
+    assert status_id.message == "⏳ Queued"
+    await fresh.stop()
+    await second.stop()
+    third = build()
+    await third.start()
+    assert third.resumed("telegram") == []  # delivered: never again
+    await third.stop()

@@ -15,7 +15,19 @@ from discord import app_commands
 
 from core import EventKind, GenerationOptions, Job, Platform, Requester, SakaiError
 from core.chat import ChatService, JobReply, TextReply
-from core.commands import CancelCommand, HelpCommand, ImageCommand, ModelsCommand, QueueCommand
+from core.commands import (
+    SETTING_KEYS,
+    BanCommand,
+    CancelCommand,
+    HelpCommand,
+    HistoryCommand,
+    ImageCommand,
+    InfoCommand,
+    ModelsCommand,
+    QueueCommand,
+    SettingsCommand,
+    StatsCommand,
+)
 from core.engine import Engine
 from core.handle import JobHandle
 from core.messages import elapsed, status_text
@@ -92,6 +104,8 @@ class DiscordPlatform(Platform):
             await self._sync()
         self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         await self.client.wait_until_ready()
+        for handle in engine.resumed(self.name):
+            self._track(self._resume(handle), handle)
         log.info("discord ready as %s", self.client.user)
 
     def _point_at_endpoints(self) -> None:
@@ -162,6 +176,40 @@ class DiscordPlatform(Platform):
         async def help_(interaction: discord.Interaction) -> None:
             await self.run_text(interaction, HelpCommand())
 
+        self._register_account_commands(tree)
+
+    def _register_account_commands(self, tree: app_commands.CommandTree[Any]) -> None:
+        @tree.command(name="history", description="Your last jobs")
+        async def history(interaction: discord.Interaction,
+                          count: app_commands.Range[int, 1, 50] | None = None) -> None:
+            await self.run_text(interaction, HistoryCommand(count))
+
+        @tree.command(name="info", description="Everything about one job")
+        async def info(interaction: discord.Interaction, job: str) -> None:
+            await self.run_text(interaction, InfoCommand(job.lower()))
+
+        @tree.command(name="settings", description="See or change your defaults (admins: chat defaults, pins)")
+        @app_commands.choices(key=[app_commands.Choice(name=k, value=k) for k in SETTING_KEYS],
+                              scope=[app_commands.Choice(name=n, value=v) for n, v in
+                                     (("mine", "user"), ("this channel", "chat"), ("pinned here", "pin"))])
+        async def settings(interaction: discord.Interaction, key: app_commands.Choice[str] | None = None,
+                           value: str | None = None, scope: app_commands.Choice[str] | None = None) -> None:
+            command = SettingsCommand(scope.value if scope else "user", key.value if key else None,
+                                      value if key else None)
+            await self.run_text(interaction, command)
+
+        @tree.command(name="stats", description="Jobs, failures and latency per model (admins)")
+        async def stats(interaction: discord.Interaction) -> None:
+            await self.run_text(interaction, StatsCommand())
+
+        @tree.command(name="ban", description="Refuse every request of a user (admins)")
+        async def ban(interaction: discord.Interaction, user: discord.User) -> None:
+            await self.run_text(interaction, BanCommand(str(user.id), True))
+
+        @tree.command(name="unban", description="Lift a ban (admins)")
+        async def unban(interaction: discord.Interaction, user: discord.User) -> None:
+            await self.run_text(interaction, BanCommand(str(user.id), False))
+
     def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
         """Models whose name or description contains ``current``; at most Discord's 25."""
         needle = current.lower()
@@ -201,7 +249,8 @@ class DiscordPlatform(Platform):
             return
         try:
             command = ImageCommand(prompt, model.lower() if model else None, GenerationOptions(**options))
-            reply = await self.chat.execute(command, self._requester(interaction))
+            delivery = {"channel": str(interaction.channel_id), "user": str(interaction.user.id)}
+            reply = await self.chat.execute(command, self._requester(interaction), delivery)
         except (SakaiError, ValueError) as exc:
             await self._say(interaction, self.engine.render_error(None, exc))
             return
@@ -217,9 +266,11 @@ class DiscordPlatform(Platform):
     # ------------------------------------------------------------------ job events
     def follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
         """Follow a job in the background, editing the deferred response."""
-        if self._closing:
-            return
-        task = asyncio.create_task(self._follow(interaction, handle, private), name=f"discord-{handle.id}")
+        if not self._closing:
+            self._track(self._follow(interaction, handle, private), handle)
+
+    def _track(self, coroutine: Any, handle: JobHandle) -> None:
+        task = asyncio.create_task(coroutine, name=f"discord-{handle.id}")
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
 
@@ -247,25 +298,46 @@ class DiscordPlatform(Platform):
         if _token_usable(interaction):
             try:
                 await interaction.followup.send(file=file, embed=embed, view=view, ephemeral=private)
+                await self.engine.delivered(job.id)
                 await status.show(f"✅ Done in {elapsed(job):.1f} s", None, now=True)
                 return
             except discord.NotFound:
                 file = discord.File(io.BytesIO(data), filename=filename)
-        await self._post_in_channel(interaction, file, embed, view)
+        await self._post_in_channel(interaction.channel, interaction.user.id, job, file, embed, view)
 
-    async def _post_in_channel(self, interaction: discord.Interaction, file: discord.File, embed: discord.Embed,
-                               view: discord.ui.View) -> None:
-        """After 15 minutes the interaction token is dead: an ordinary message that mentions the user."""
-        channel = interaction.channel
+    async def _post_in_channel(self, channel: Any, user_id: int, job: Job, file: discord.File | None,
+                               embed: discord.Embed | None, view: discord.ui.View | None, text: str = "") -> None:
+        """When the interaction token is dead (15 min, or a restart): a channel message that mentions the user."""
         if channel is None or not hasattr(channel, "send"):
-            log.warning("job for interaction %s finished after its token expired, and no channel to post in",
-                        interaction.id)
+            log.warning("job %s finished but there is no channel to post it in", job.id)
             return
+        content = f"<@{user_id}> {text or 'your image is ready.'}"
         try:
-            await channel.send(content=f"{interaction.user.mention} your image is ready.", file=file, embed=embed,
-                               view=view)
+            if file is None:
+                await channel.send(content=content)
+            else:
+                await channel.send(content=content, file=file, embed=embed, view=view)
+                await self.engine.delivered(job.id)
         except discord.HTTPException as exc:
-            log.warning("could not post the late result: %s", exc)
+            log.warning("could not post job %s in its channel: %s", job.id, exc)
+
+    async def _resume(self, handle: JobHandle) -> None:
+        """After a restart the token is gone: post the outcome in the channel, mentioning the user."""
+        target = handle.job.request.delivery
+        if not {"channel", "user"} <= target.keys():
+            return
+        channel = self.client.get_partial_messageable(int(target["channel"]))
+        user_id = int(target["user"])
+        final = await handle.wait()
+        job = final.job
+        if final.kind is EventKind.DONE and job.result is not None:
+            data, extension = await asyncio.to_thread(fit, job.result, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
+            filename = f"sakaibot-{job.id}.{extension}"
+            file = discord.File(io.BytesIO(data), filename=filename)
+            view = job_view(job.id, user_id, "rr", "var")
+            await self._post_in_channel(channel, user_id, job, file, result_embed(job, filename), view)
+        elif final.kind is not EventKind.SUSPENDED:
+            await self._post_in_channel(channel, user_id, job, None, None, None, status_text(final))
 
     # ------------------------------------------------------------------ buttons
     async def on_button(self, interaction: discord.Interaction, button: JobButton) -> None:

@@ -10,7 +10,8 @@ from telethon import TelegramClient, errors, events
 from telethon.sessions import StringSession
 
 from core import EventKind, GenerationOptions, ImageRequest, JobEvent, Platform, Requester, SakaiError
-from core.chat import ChatService, JobReply
+from core.chat import ChatService, TextReply
+from core.commands import ImageCommand, parse_command
 from core.engine import Engine
 from core.handle import JobHandle
 from core.messages import status_text
@@ -53,6 +54,8 @@ class TelegramPlatform(Platform):
         self.client.add_event_handler(self._on_message, events.NewMessage(func=_looks_like_command))
         if not self.userbot:
             self.client.add_event_handler(self._on_button, events.CallbackQuery())
+        for handle in engine.resumed(self.name):
+            self._track(self._resume(handle), handle)
         log.info("telegram %s @%s ready", self.settings.mode, self.username)
 
     async def _connect(self) -> TelegramClient:
@@ -95,18 +98,60 @@ class TelegramPlatform(Platform):
             if not self.userbot and not outgoing and self.chat_can_answer(event.raw_text):
                 await self._reply(event, REFUSAL)
             return
-        reply = await self.chat.handle(event.raw_text, self._requester(event), self.username)
-        if reply is None:
+        try:
+            command = parse_command(event.raw_text, self.username)
+        except SakaiError as exc:
+            await self._reply(event, self.engine.render_error(None, exc))
             return
-        if isinstance(reply, JobReply):
-            await self._start_following(event, reply.handle)
-        else:
-            await self._reply(event, reply.text)
+        if isinstance(command, ImageCommand):
+            await self._image(event, command)
+        elif command is not None:
+            reply = await self._execute(command, self._requester(event), None)
+            await self._reply(event, reply.text if isinstance(reply, TextReply) else "")
+
+    async def _execute(self, command: Any, requester: Requester, delivery: dict[str, str] | None) -> Any:
+        try:
+            return await self.chat.execute(command, requester, delivery)
+        except SakaiError as exc:
+            return TextReply(self.engine.render_error(None, exc), is_error=True)
+
+    async def _image(self, event: Any, command: ImageCommand) -> None:
+        """Status message first, so a restart knows which message to keep updating."""
+        message = await self._reply_with_buttons(event, "⏳ Queued", None)
+        if message is None:
+            return
+        delivery = {"chat": str(event.chat_id), "status": str(message.id), "reply_to": str(event.id),
+                    "owner": str(event.sender_id)}
+        reply = await self._execute(command, self._requester(event), delivery)
+        status = StatusMessage(message, interval=self.settings.edit_interval,
+                               max_flood_wait=self.settings.max_flood_wait)
+        if isinstance(reply, TextReply):
+            await status.show(f"❌ {reply.text}", None, now=True)
+            return
+        self._track(self._follow(reply.handle, status, event.chat_id, event.id, int(event.sender_id)), reply.handle)
+
+    def _track(self, coroutine: Any, handle: JobHandle) -> None:
+        task = asyncio.create_task(coroutine, name=f"telegram-{handle.id}")
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+
+    async def _resume(self, handle: JobHandle) -> None:
+        """After a restart: find the job's status message again (or send a new one) and carry on."""
+        target = handle.job.request.delivery
+        if not {"chat", "status", "reply_to", "owner"} <= target.keys():
+            log.warning("job %s has no Telegram delivery target; it runs but cannot be delivered", handle.id)
+            return
+        assert self.client is not None
+        chat, reply_to = int(target["chat"]), int(target["reply_to"])
+        message = await self.client.get_messages(chat, ids=int(target["status"]))
+        if message is None:
+            message = await self.client.send_message(chat, "⏳ Resumed after a restart", reply_to=reply_to)
+        status = StatusMessage(message, interval=self.settings.edit_interval,
+                               max_flood_wait=self.settings.max_flood_wait)
+        await self._follow(handle, status, chat, reply_to, int(target["owner"]))
 
     def chat_can_answer(self, text: str) -> bool:
         """A refusal only for commands meant for us, never for chatter in a group."""
-        from core.commands import parse_command
-
         try:
             return parse_command(text, self.username) is not None
         except SakaiError:
@@ -130,10 +175,7 @@ class TelegramPlatform(Platform):
             return
         status = StatusMessage(message, interval=self.settings.edit_interval,
                                max_flood_wait=self.settings.max_flood_wait)
-        task = asyncio.create_task(self._follow(handle, status, event.chat_id, event.id, owner),
-                                   name=f"telegram-{handle.id}")
-        self._followers.add(task)
-        task.add_done_callback(self._followers.discard)
+        self._track(self._follow(handle, status, event.chat_id, event.id, owner), handle)
 
     async def _reply_with_buttons(self, event: Any, text: str, markup: Any) -> Any:
         try:
@@ -170,6 +212,7 @@ class TelegramPlatform(Platform):
             log.warning("could not deliver job %s: %s", job.id, exc)
             await status.show(f"❌ The image was made but Telegram refused it ({type(exc).__name__}).", None, now=True)
             return
+        await self.engine.delivered(job.id)
         await status.delete()
 
     # ------------------------------------------------------------------ buttons
