@@ -127,9 +127,20 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         "__module__": __name__,
     })
     try:
-        return bound(**overrides)
+        settings = bound(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation(exc, where=str(resolved or "settings"))) from exc
+    if resolved is not None:
+        _anchor_store(settings.store, resolved.parent)
+    return settings
+
+
+def _anchor_store(store: StoreSettings, base: Path) -> None:
+    """Relative store paths are relative to the config file, not to wherever the bot was started."""
+    if store.path and not Path(store.path).is_absolute():
+        store.path = str(base / store.path)
+    if store.archive_dir and not Path(store.archive_dir).is_absolute():
+        store.archive_dir = str(base / store.archive_dir)
 
 
 def _check_toml(path: Path) -> None:

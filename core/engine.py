@@ -92,7 +92,6 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._policies: dict[str, RetryPolicy] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
-        self._resumed: dict[str, list[JobHandle]] = {}
         self.parking = False
         self._accepting = False
         self._stopped = False
@@ -157,34 +156,37 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._position_loop(), name="positions"))
         await asyncio.sleep(0)  # let the workers park in take(), so the first jobs go straight to them
         self._accepting = True
-        if self.store is not None:
-            await self._restore(self.store)
         log.info("engine started with models %s", ", ".join(self.models))
 
-    async def _restore(self, store: JobStore) -> None:
-        """Jobs a previous process left: undelivered results first, then waiting and running ones, in order."""
-        for job in await store.undelivered():
+    async def resume(self, platform: str) -> list[JobHandle]:
+        """Jobs ``platform`` left when the last process stopped, queued again in their original order.
+
+        A platform calls this once it is ready to deliver; a finished but undelivered job comes back
+        with its image, a waiting or interrupted one runs again. Jobs of platforms that never ask
+        (a one-off ``sakaibot generate``) stay in the store.
+        """
+        if self.store is None:
+            return []
+        handles = []
+        for job in await self.store.undelivered(platform):
             handle = JobHandle(job)
             handle.push(JobEvent(EventKind.DONE, job))
             self._remember(job)
-            self._resumed.setdefault(job.request.requester.platform, []).append(handle)
-        for job in await store.unfinished():
+            handles.append(handle)
+        for job in await self.store.unfinished(platform):
+            if job.id in self.jobs:
+                continue
             if job.model not in self.models:
                 await self.finish(job, JobState.FAILED, UnknownModel(job.model, list(self.models)))
                 continue
             job.state, job.position, job.started_at = JobState.QUEUED, None, None
-            handle = self._track(job)
+            handles.append(self._track(job))
             await self.queue.put(job, force=True)
             self._mark_dirty(job.model)
             await self.emit(job, EventKind.QUEUED)
-            self._resumed.setdefault(job.request.requester.platform, []).append(handle)
-        restored = sum(len(handles) for handles in self._resumed.values())
-        if restored:
-            log.info("restored %d job(s) from %s", restored, store.path)
-
-    def resumed(self, platform: str) -> list[JobHandle]:
-        """Handles of jobs restored for ``platform``, handed over once, for it to follow and deliver."""
-        return self._resumed.pop(platform, [])
+        if handles:
+            log.info("resumed %d %s job(s) from %s", len(handles), platform, self.store.path)
+        return handles
 
     async def delivered(self, job_id: str) -> bool:
         """A platform delivered the image; ``False`` if it had been delivered already."""

@@ -139,17 +139,18 @@ class JobStore:
             ("DELETE FROM pending_results WHERE job_id = ?", (job_id,)))
         return changed == 1
 
-    async def unfinished(self) -> list[Job]:
-        """Jobs that were waiting or running when the process stopped, in their original order."""
-        rows = await self._run(self._read, f"SELECT * FROM jobs WHERE state IN {UNFINISHED} AND delivered_at IS NULL"
-                                           " ORDER BY seq")
+    async def unfinished(self, platform: str) -> list[Job]:
+        """A platform's jobs that were waiting or running when the process stopped, in their original order."""
+        rows = await self._run(self._read, f"SELECT * FROM jobs WHERE platform = ? AND state IN {UNFINISHED}"
+                                           " AND delivered_at IS NULL ORDER BY seq", (platform,))
         return [_job(row) for row in rows]
 
-    async def undelivered(self) -> list[Job]:
-        """Finished jobs whose image never reached the user, with the image."""
+    async def undelivered(self, platform: str) -> list[Job]:
+        """A platform's finished jobs whose image never reached the user, with the image."""
         rows = await self._run(self._read, "SELECT jobs.*, pending_results.data AS data FROM jobs JOIN pending_results"
-                                           " ON pending_results.job_id = jobs.id WHERE jobs.state = 'done'"
-                                           " AND jobs.delivered_at IS NULL ORDER BY seq")
+                                           " ON pending_results.job_id = jobs.id WHERE jobs.platform = ?"
+                                           " AND jobs.state = 'done' AND jobs.delivered_at IS NULL ORDER BY seq",
+                               (platform,))
         return [_job(row, row["data"]) for row in rows]
 
     async def history(self, platform: str, user_id: str, limit: int = 10) -> list[JobRecord]:

@@ -63,7 +63,8 @@ async def test_backslash_continues_a_prompt_over_lines():
 
 def test_cli_generate_writes_a_valid_png(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SAKAIBOT_CONFIG", str(ROOT / "config.toml"))
+    (tmp_path / "config.toml").write_text((ROOT / "config.toml").read_text())
+    monkeypatch.setenv("SAKAIBOT_CONFIG", str(tmp_path / "config.toml"))
     code = main(["generate", "a lighthouse at dusk", "--out", "lighthouse.png", "--seed", "42", "--ar", "16:9"])
     assert code == 0
     with PILImage.open(tmp_path / "lighthouse.png") as picture:
@@ -76,7 +77,8 @@ def test_cli_generate_writes_a_valid_png(tmp_path, monkeypatch, capsys):
 
 def test_cli_reports_user_errors_without_a_traceback(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SAKAIBOT_CONFIG", str(ROOT / "config.toml"))
+    (tmp_path / "config.toml").write_text((ROOT / "config.toml").read_text())
+    monkeypatch.setenv("SAKAIBOT_CONFIG", str(tmp_path / "config.toml"))
     assert main(["generate", "cat", "--model", "nope"]) == 1
     assert main(["generate", "   "]) == 1
     err = capsys.readouterr().err
@@ -99,7 +101,9 @@ def test_write_image_converts_to_the_format_the_name_asks_for(tmp_path):
     assert (tmp_path / "y.png").read_bytes() == PNG
 
 
-def test_cli_check_reports_each_backend(monkeypatch, capsys):
-    monkeypatch.setenv("SAKAIBOT_CONFIG", str(ROOT / "config.toml"))
+def test_cli_check_reports_each_backend(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.toml").read_text())
+    monkeypatch.setenv("SAKAIBOT_CONFIG", str(config))
     assert main(["check"]) == 0
     assert "✓ preview: ok" in capsys.readouterr().out

@@ -117,7 +117,8 @@ def test_litellm_is_not_imported_unless_a_litellm_model_is_configured(tmp_path):
     root = Path(__file__).resolve().parent.parent
     script = ("import sys; from core.cli import main; main(['models']); "
               "print('LITELLM-IMPORTED' if 'litellm' in sys.modules else 'LITELLM-ABSENT')")
-    env = {**os.environ, "SAKAIBOT_CONFIG": str(root / "config.toml"), "PYTHONPATH": str(root)}
+    (tmp_path / "config.toml").write_text((root / "config.toml").read_text())
+    env = {**os.environ, "SAKAIBOT_CONFIG": str(tmp_path / "config.toml"), "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
                          cwd=tmp_path)
     assert "LITELLM-ABSENT" in out.stdout, out.stderr

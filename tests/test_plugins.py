@@ -123,8 +123,9 @@ def _broken_package(root: Path) -> None:
 
 def test_a_broken_plugin_package_leaves_every_command_working(tmp_path):
     _broken_package(tmp_path)
+    (tmp_path / "config.toml").write_text((ROOT / "config.toml").read_text())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-           "SAKAIBOT_CONFIG": str(ROOT / "config.toml"), "COLUMNS": "200"}
+           "SAKAIBOT_CONFIG": str(tmp_path / "config.toml"), "COLUMNS": "200"}
 
     def sakaibot(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=tmp_path, env=env,

@@ -127,7 +127,7 @@ async def test_graceful_stop_keeps_waiting_jobs_and_the_next_start_runs_them_in_
     assert [(await h.wait()).kind for h in handles] == [EventKind.SUSPENDED] * 4
     again, backend = make_engine(store={"path": path}, max_pending_per_user=20)
     await again.start()
-    resumed = again.resumed("test")
+    resumed = await again.resume("test")
     assert [h.job.request.prompt for h in resumed] == ["p0", "p1", "p2", "p3"]
     await asyncio.gather(*(h.wait() for h in resumed))
     assert [c.prompt for c in backend.models["a"].calls] == ["p0", "p1", "p2", "p3"]

@@ -254,5 +254,5 @@ async def test_after_a_restart_the_same_status_message_is_updated_and_the_photo_
     await second.stop()
     third = build()
     await third.start()
-    assert third.resumed("telegram") == []  # delivered: never again
+    assert await third.resume("telegram") == []  # delivered: never again
     await third.stop()

@@ -50,7 +50,7 @@ class ConsolePlatform(Platform):
         self.chat = ChatService(engine)
         lines = self._lines if self._lines is not None else read_lines()
         self._say("SakaiBot console - type /help, or /image=<model>=<prompt>.")
-        for handle in engine.resumed(self.name):
+        for handle in await engine.resume(self.name):
             self._say(f"[{handle.id}] resumed after a restart")
             self._track(handle)
         self._reader = asyncio.create_task(self._read(join_continued(lines)), name="console-reader")

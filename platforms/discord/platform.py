@@ -104,7 +104,7 @@ class DiscordPlatform(Platform):
             await self._sync()
         self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         await self.client.wait_until_ready()
-        for handle in engine.resumed(self.name):
+        for handle in await engine.resume(self.name):
             self._track(self._resume(handle), handle)
         log.info("discord ready as %s", self.client.user)
 

@@ -54,7 +54,7 @@ class TelegramPlatform(Platform):
         self.client.add_event_handler(self._on_message, events.NewMessage(func=_looks_like_command))
         if not self.userbot:
             self.client.add_event_handler(self._on_button, events.CallbackQuery())
-        for handle in engine.resumed(self.name):
+        for handle in await engine.resume(self.name):
             self._track(self._resume(handle), handle)
         log.info("telegram %s @%s ready", self.settings.mode, self.username)
 
