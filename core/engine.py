@@ -269,7 +269,8 @@ class Engine:
             raise ServiceStopping()
         name = self.choose_model(request)
         generation = resolve(request, self.models[name].capabilities)
-        await pipeline(self.hook.admit_request, request=request, model=name, engine=self)
+        if self.hook.admit_request.get_hookimpls():
+            await pipeline(self.hook.admit_request, request=request, model=name, engine=self)
         job = Job(id=self._new_id(), request=request, model=name, generation=generation)
         user, privileged = job.user_key, self.is_admin(request.requester)
         if not privileged:

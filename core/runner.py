@@ -38,7 +38,8 @@ class JobRunner:
         job.started_at = time.time()
         try:
             await self._enhance(job, model)
-            await pipeline(self.engine.hook.before_generate, job=job, engine=self.engine)
+            if self.engine.hook.before_generate.get_hookimpls():
+                await pipeline(self.engine.hook.before_generate, job=job, engine=self.engine)
             image = await self._generate(job, model)
         except asyncio.CancelledError:
             if self.engine.parking:

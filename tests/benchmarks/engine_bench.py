@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -44,9 +45,11 @@ class InstantModel(FakeModel):
         return Image(PNG, "image/png", 8, 8, seed=request.seed, model=self.name)
 
 
-def _engine(concurrency: int = 4, **settings: object) -> tuple[Engine, FakeModel]:
+def _engine(concurrency: int = 4, store: dict[str, object] | None = None,
+            **settings: object) -> tuple[Engine, FakeModel]:
     settings = {"rate_limit": None, "max_pending_per_user": 10_000, "max_queue_per_lane": 1_000_000, **settings}
-    engine, backend = make_engine({"a": {"backend": "fake", "concurrency": concurrency}}, **settings)
+    engine, backend = make_engine({"a": {"backend": "fake", "concurrency": concurrency}}, store=store,
+                                  **settings)
     engine.position_interval = 0.25  # the shipped default; the test helper sets 0 for quick tests
     return engine, backend.models["a"]
 
@@ -72,9 +75,9 @@ async def closed_loop(submit_and_wait: Callable[[ImageRequest], Awaitable[object
     return (time.perf_counter() - started) / (users * per_user) * 1e6
 
 
-async def engine_per_job(users: int, per_user: int) -> float:
+async def engine_per_job(users: int, per_user: int, store: str | None = None) -> float:
     """µs per job through the whole engine (validation, queue, lane worker, events) at 4 lanes' worth."""
-    engine, _ = _engine()
+    engine, _ = _engine(store={"path": store} if store else None)
     _instant(engine)
     await engine.start()
 
@@ -154,12 +157,15 @@ async def run(users: int = 50, per_user: int = 100, queued: int = 10_000) -> lis
     await engine_per_job(10, 20)  # warm-up
     engine_us = min([await engine_per_job(users, per_user) for _ in range(3)])
     bare_us = min([await bare_queue_per_job(users, per_user) for _ in range(3)])
+    with tempfile.TemporaryDirectory() as folder:
+        stored_us = await engine_per_job(users, max(1, per_user // 5), store=f"{folder}/jobs.db")
     per_job, per_request = await queued_job_memory(queued)
     fair, fifo = await light_user_wait("fair"), await light_user_wait("fifo")
     return [
         Row("engine, instant model, best of 3", engine_us, "µs/job", bare_us, "bare asyncio.Queue", "≤ 50 µs/job"),
         Row("engine, instant model, best of 3", 1e6 / engine_us, "jobs/s", 1e6 / bare_us, "bare asyncio.Queue",
             "≥ 20,000"),
+        Row("engine + SQLite job store", stored_us, "µs/job", engine_us, "engine, no store", "-"),
         Row(f"memory per queued job ({queued:,})", per_job / 1024, "KB", per_request / 1024, "bare ImageRequest",
             "≤ 5 KB"),
         Row("light user's wait behind 50, fair", fair, "slots", fifo, "same under FIFO", "≤ 1 slot"),
