@@ -272,3 +272,13 @@ async def test_a_job_waiting_at_shutdown_is_posted_in_its_channel_after_the_rest
     await restarted.stop()
     await again.stop()
     assert again.store is not None
+
+
+async def test_an_image_over_the_interactions_upload_limit_is_sent_smaller(fake, engine):
+    fake.attachment_size_limit = 1500  # bytes; the preview PNG is larger
+    platform = await _platform(fake, engine)
+    token = await fake.slash("image", ALICE, prompt="a detailed picture", seed=2)
+    await _until(lambda: _followups(fake, token))
+    (name, data), = _followups(fake, token)[0].files.items()
+    assert name.endswith(".jpg") and len(data) <= 1500 and data[:3] == b"\xff\xd8\xff"
+    await platform.stop()
