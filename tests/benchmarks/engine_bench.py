@@ -174,8 +174,8 @@ async def run(users: int = 50, per_user: int = 100, queued: int = 10_000) -> lis
 
 def render(rows: list[Row]) -> str:
     """The table as text."""
-    lines = [f"{'measure':36} {'value':>10} {'unit':7} {'baseline':>10} {'ratio':>7}  {'target':12} baseline"]
+    lines = [f"{'measure':48} {'value':>10} {'unit':7} {'baseline':>10} {'ratio':>7}  {'target':12} baseline"]
     for row in rows:
-        lines.append(f"{row.name:36} {row.value:10.2f} {row.unit:7} {row.baseline:10.2f} {row.ratio:7.2f}  "
+        lines.append(f"{row.name:48} {row.value:10.2f} {row.unit:7} {row.baseline:10.2f} {row.ratio:7.2f}  "
                      f"{row.target:12} {row.baseline_name}")
     return "\n".join(lines)
