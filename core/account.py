@@ -54,7 +54,7 @@ class AccountService:
     # ------------------------------------------------------------------ settings
     @staticmethod
     def _scopes(who: Requester) -> list[tuple[str, str, str]]:
-        chat = f"{who.platform}:{who.chat_id}"
+        chat = _place(who)
         return [("chat", "chat", chat), ("user", "user", f"{who.platform}:{who.user_id}"),
                 ("pin", "pin", chat), ("pin*", "pin", "*")]
 
@@ -99,9 +99,9 @@ class AccountService:
                 await self.store.set_setting("user", f"{who.platform}:{who.user_id}", key, None)
             return "Your settings are back to the defaults."
         value = self._validate(command.key, command.value or "")
-        scope_id = f"{who.platform}:{who.user_id}" if command.scope == "user" else f"{who.platform}:{who.chat_id}"
+        scope_id = f"{who.platform}:{who.user_id}" if command.scope == "user" else _place(who)
         await self.store.set_setting(command.scope, scope_id, command.key, value)
-        where = {"user": "Your", "chat": "This chat's", "pin": "Pinned"}[command.scope]
+        where = {"user": "Your", "chat": "The default", "pin": "Pinned"}[command.scope]
         return f"{where} {command.key}: {value or 'default'}."
 
     def _validate(self, key: str, raw: str) -> str | None:
@@ -193,6 +193,11 @@ class AccountService:
             await self.store.ban(user, f"{who.platform}:{who.user_id}")
             return f"{user} is banned."
         return f"{user} is unbanned." if await self.store.unban(user) else f"{user} was not banned."
+
+
+def _place(who: Requester) -> str:
+    """Where chat defaults and pins apply: the guild when there is one, else the chat."""
+    return f"{who.platform}:{who.group_id or who.chat_id}"
 
 
 def _pick(given: str | None, settings: Effective, key: str) -> str | None:

@@ -20,6 +20,7 @@ class Requester(BaseModel):
     platform: str
     user_id: str
     chat_id: str | None = None
+    group_id: str | None = None  # a Discord guild: chat defaults apply to the whole group
     display_name: str | None = None
     is_admin: bool = False
 

@@ -218,8 +218,9 @@ class DiscordPlatform(Platform):
         return [app_commands.Choice(name=f"{name} - {text}"[:100], value=name) for name, text in found[:25]]
 
     def _requester(self, interaction: discord.Interaction) -> Requester:
-        return Requester(platform="discord", user_id=str(interaction.user.id),
-                         chat_id=str(interaction.channel_id), display_name=interaction.user.display_name,
+        return Requester(platform="discord", user_id=str(interaction.user.id), chat_id=str(interaction.channel_id),
+                         group_id=str(interaction.guild_id) if interaction.guild_id else None,
+                         display_name=interaction.user.display_name,
                          is_admin=self.access.is_admin(interaction))
 
     async def run_text(self, interaction: discord.Interaction, command: Any) -> None:
