@@ -6,7 +6,6 @@ It knows platforms and backends only through what plugins registered; it never i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from core import continuity
 from core.assembly import assemble
 from core.config import Settings, load_settings
 from core.defaults import DefaultModel
@@ -39,6 +39,7 @@ from core.ratelimit import UserRateLimiter
 from core.registry import Registry
 from core.retry import RetryPolicy
 from core.runner import JobRunner
+from core.scheduler import LaneScheduler
 from core.store import JobStore
 from core.store_observer import StoreObserver
 from core.types import EventKind, ImageRequest, Job, JobEvent, JobState, Requester
@@ -47,7 +48,6 @@ from core.validation import resolve
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
-YIELD_EVERY = 0.005
 RECENT_JOBS = 1000
 FINAL_KINDS = {JobState.DONE: EventKind.DONE, JobState.FAILED: EventKind.FAILED,
                JobState.CANCELLED: EventKind.CANCELLED}
@@ -80,16 +80,10 @@ class Engine:
         self.limiter = UserRateLimiter(settings.engine.rate_limit)
         self.runner = JobRunner(self)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self.position_interval = 0.25
+        self.scheduler = LaneScheduler(self)
         self.jobs: dict[str, Job] = {}
         self._handles: dict[str, JobHandle] = {}
-        self._running: dict[str, asyncio.Task[None]] = {}
-        self._idle = asyncio.Event()  # set while no worker holds a job
-        self._idle.set()
         self._pending: Counter[str] = Counter()
-        self._dirty: set[str] = set()
-        self._dirty_event = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._policies: dict[str, RetryPolicy] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
         self.parking = False
@@ -150,10 +144,7 @@ class Engine:
             total = sum(self.concurrency(name) for name in self.models)
             self._http = await asyncio.to_thread(create_http_client, total)
         await lifecycle(self.hook.startup, raise_errors=True, engine=self)
-        for name in self.models:
-            self._tasks += [asyncio.create_task(self._worker(name), name=f"lane:{name}:{n}")
-                            for n in range(self.concurrency(name))]
-        self._tasks.append(asyncio.create_task(self._position_loop(), name="positions"))
+        self.scheduler.start()
         await asyncio.sleep(0)  # let the workers park in take(), so the first jobs go straight to them
         self._accepting = True
         log.info("engine started with models %s", ", ".join(self.models))
@@ -161,32 +152,19 @@ class Engine:
     async def resume(self, platform: str) -> list[JobHandle]:
         """Jobs ``platform`` left when the last process stopped, queued again in their original order.
 
-        A platform calls this once it is ready to deliver; a finished but undelivered job comes back
-        with its image, a waiting or interrupted one runs again. Jobs of platforms that never ask
-        (a one-off ``sakaibot generate``) stay in the store.
+        A platform calls this once it is ready to deliver. Jobs of platforms that never ask (a one-off
+        ``sakaibot generate``) stay in the store.
         """
-        if self.store is None:
-            return []
-        handles = []
-        for job in await self.store.undelivered(platform):
-            handle = JobHandle(job)
-            handle.push(JobEvent(EventKind.DONE, job))
-            self._remember(job)
-            handles.append(handle)
-        for job in await self.store.unfinished(platform):
-            if job.id in self.jobs:
-                continue
-            if job.model not in self.models:
-                await self.finish(job, JobState.FAILED, UnknownModel(job.model, list(self.models)))
-                continue
-            job.state, job.position, job.started_at = JobState.QUEUED, None, None
-            handles.append(self._track(job))
-            await self.queue.put(job, force=True)
-            self._mark_dirty(job.model)
-            await self.emit(job, EventKind.QUEUED)
-        if handles:
-            log.info("resumed %d %s job(s) from %s", len(handles), platform, self.store.path)
-        return handles
+        return [] if self.store is None else await continuity.resume(self, self.store, platform)
+
+    async def requeue(self, job: Job) -> JobHandle:
+        """Put a stored job back in its lane, past the caps it already passed once."""
+        job.state, job.position, job.started_at = JobState.QUEUED, None, None
+        handle = self._track(job)
+        await self.queue.put(job, force=True)
+        self.scheduler.mark_dirty(job.model)
+        await self.emit(job, EventKind.QUEUED)
+        return handle
 
     async def delivered(self, job_id: str) -> bool:
         """A platform delivered the image; ``False`` if it had been delivered already."""
@@ -206,9 +184,9 @@ class Engine:
             await self._suspend_waiting()
         else:
             await self._cancel_waiting(SHUTDOWN_MESSAGE)
-        await self._drain(grace)
+        await self.scheduler.drain(grace, self._cancelled_by_shutdown)
         await self.queue.close()
-        await _cancel_all(self._tasks)
+        await self.scheduler.stop()
         await lifecycle(self.hook.shutdown, raise_errors=False, engine=self)
         await self._close_resources()
         if self.store is not None:
@@ -224,27 +202,15 @@ class Engine:
         """With a store, waiting jobs stay saved as queued and run after the restart."""
         for job in [j for j in self.jobs.values() if j.state is JobState.QUEUED]:
             if await self.queue.remove(job.id) is not None:
-                await self.park(job)
+                await continuity.suspend(self, job)
 
     async def park(self, job: Job) -> None:
-        """Keep ``job`` for the next start: saved as queued, its followers told, no final state."""
-        job.state, job.started_at, job.position = JobState.QUEUED, None, None
-        if self.store is not None:
-            await self.store.save(job)
-        handle = self._handles.get(job.id)
-        if handle is not None:
-            handle.push(JobEvent(EventKind.SUSPENDED, job))
-        self._untrack(job)
+        """An interrupted job is kept for the next start (used by the runner when stopping)."""
+        await continuity.suspend(self, job)
 
-    async def _drain(self, grace: float) -> None:
-        """Wait until no worker holds a job (its final writes included), cancelling what outlives ``grace``."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
-        for job_id, task in list(self._running.items()):
-            if not self.parking and job_id in self.jobs:
-                self.jobs[job_id].error = JobCancelled(SHUTDOWN_MESSAGE)
-            task.cancel()
-        await self._idle.wait()
+    def _cancelled_by_shutdown(self, job_id: str) -> None:
+        if not self.parking and job_id in self.jobs:
+            self.jobs[job_id].error = JobCancelled(SHUTDOWN_MESSAGE)
 
     async def _close_resources(self) -> None:
         for model in self.models.values():
@@ -280,11 +246,11 @@ class Engine:
         try:
             await self.queue.put(job)
         except BaseException:
-            self._untrack(job)
+            self.forget(job)
             raise
         if not privileged:
             self.limiter.hit(user)
-        self._mark_dirty(name)
+        self.scheduler.mark_dirty(name)
         await self.emit(job, EventKind.QUEUED)
         return handle
 
@@ -322,10 +288,10 @@ class Engine:
         self._pending[job.user_key] += 1
         return handle
 
-    def _untrack(self, job: Job) -> None:
+    def forget(self, job: Job) -> None:
+        """Stop tracking ``job`` in this process (it finished, or is kept for the next one)."""
         self.jobs.pop(job.id, None)
         self._handles.pop(job.id, None)
-        self._running.pop(job.id, None)
         self._pending[job.user_key] -= 1
         if self._pending[job.user_key] <= 0:
             del self._pending[job.user_key]
@@ -359,10 +325,10 @@ class Engine:
         mine = job.request.requester.user_id == by.user_id
         error = JobCancelled("Cancelled." if mine else "Cancelled by an admin.")
         if await self.queue.remove(job.id) is not None:
-            self._mark_dirty(job.model)
+            self.scheduler.mark_dirty(job.model)
             await self.finish(job, JobState.CANCELLED, error)
             return job
-        task = self._running.get(job.id)
+        task = self.scheduler.running.get(job.id)
         if task is None:  # handed to a worker that has not started it yet: it will skip the job
             await self.finish(job, JobState.CANCELLED, error)
             return job
@@ -376,61 +342,19 @@ class Engine:
         """Every lane's waiting jobs in the order they will run."""
         return {name: self.queue.snapshot(name) for name in self.models}
 
+    @property
+    def position_interval(self) -> float:
+        """Seconds between position pushes in one lane."""
+        return self.scheduler.position_interval
+
+    @position_interval.setter
+    def position_interval(self, value: float) -> None:
+        self.scheduler.position_interval = value
+
     def running(self, model: str | None = None) -> list[Job]:
         """Jobs being enhanced or generated now."""
         return [j for j in self.jobs.values()
                 if j.state in (JobState.ENHANCING, JobState.GENERATING) and model in (None, j.model)]
-
-    # ----------------------------------------------------------------- workers
-    async def _worker(self, lane: str) -> None:
-        """Run the lane's jobs one after another, inline: no task per job on the hot path."""
-        me = asyncio.current_task()
-        assert me is not None
-        loop = asyncio.get_running_loop()
-        yielded = loop.time()
-        while True:
-            job = await self.queue.take(lane)
-            self._mark_dirty(lane)
-            if isinstance(job.error, JobCancelled) or job.id not in self.jobs:
-                await self.finish(job, JobState.CANCELLED, job.error)
-                continue
-            self._running[job.id] = me
-            self._idle.clear()
-            try:
-                await self.runner.run(job)
-            except asyncio.CancelledError:
-                if self._stopped or not job.state.finished:
-                    raise
-                me.uncancel()  # the cancel was for this job, which is now finished; keep serving
-            finally:
-                self._running.pop(job.id, None)
-                if not self._running:
-                    self._idle.set()
-                await self.queue.done(job)
-            if loop.time() - yielded > YIELD_EVERY:  # a lane of instant jobs must not starve the loop
-                await asyncio.sleep(0)
-                yielded = loop.time()
-
-    def _mark_dirty(self, lane: str) -> None:
-        self._dirty.add(lane)
-        self._dirty_event.set()
-
-    async def _position_loop(self) -> None:
-        """Push positions at most every ``position_interval`` s, so bursts cost one pass."""
-        while True:
-            await self._dirty_event.wait()
-            self._dirty_event.clear()
-            lanes, self._dirty = self._dirty, set()
-            for lane in lanes:
-                await self._publish_positions(lane)
-            await asyncio.sleep(self.position_interval)
-
-    async def _publish_positions(self, lane: str) -> None:
-        for job_id, position in self.queue.positions(lane).items():
-            job = self.jobs.get(job_id)
-            if job is not None and job.position != position:
-                job.position = position
-                await self.emit(job, EventKind.POSITION, position=position)
 
     # ----------------------------------------------------------------- events
     async def emit(self, job: Job, kind: EventKind, **fields: Any) -> None:
@@ -455,10 +379,11 @@ class Engine:
         job.state, job.error, job.finished_at = state, error, time.time()
         message = self.render_error(job, error) if error is not None else None
         await self.emit(job, FINAL_KINDS[state], message=message)
-        self._untrack(job)
-        self._remember(job)
+        self.forget(job)
+        self.remember(job)
 
-    def _remember(self, job: Job) -> None:
+    def remember(self, job: Job) -> None:
+        """Keep a finished job in memory for buttons and /info (the last ``RECENT_JOBS``)."""
         self._recent[job.id] = job
         if len(self._recent) > RECENT_JOBS:
             self._recent.popitem(last=False)
@@ -501,13 +426,6 @@ class Engine:
         finally:
             for platform in reversed(started):
                 await _quietly(platform.stop(), f"platform {platform.name} failed to stop")
-
-
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    tasks.clear()
 
 
 async def _quietly(awaitable: Awaitable[Any], message: str) -> None:
