@@ -9,7 +9,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel
 
 from core import continuity
+from core.admission import Admission
 from core.assembly import assemble
 from core.config import Settings, load_settings
 from core.defaults import DefaultModel
@@ -24,18 +25,15 @@ from core.errors import (
     ConfigError,
     JobCancelled,
     JobNotFound,
-    QueueFull,
     ServiceStopping,
-    UnknownModel,
 )
 from core.handle import JobHandle
-from core.hookcall import lifecycle, notify, pipeline
+from core.hookcall import lifecycle, notify
 from core.http import create_http_client
 from core.interfaces import ImageModel, Platform
 from core.memory_queue import InMemoryQueue
 from core.plugins import PluginHost, create_plugin_host
 from core.queue import JobQueue, LaneSnapshot, QueueOrder
-from core.ratelimit import UserRateLimiter
 from core.registry import Registry
 from core.retry import RetryPolicy
 from core.runner import JobRunner
@@ -43,7 +41,6 @@ from core.scheduler import LaneScheduler
 from core.store import JobStore
 from core.store_observer import StoreObserver
 from core.types import EventKind, ImageRequest, Job, JobEvent, JobState, Requester
-from core.validation import resolve
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +74,12 @@ class Engine:
         self.plugin_settings = built.plugin_settings
         self.registry.collect_enhancers(host, self)
         self.queue: JobQueue = queue or InMemoryQueue()
-        self.limiter = UserRateLimiter(settings.engine.rate_limit)
+        self.admission = Admission(self)
         self.runner = JobRunner(self)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.scheduler = LaneScheduler(self)
         self.jobs: dict[str, Job] = {}
         self._handles: dict[str, JobHandle] = {}
-        self._pending: Counter[str] = Counter()
         self._policies: dict[str, RetryPolicy] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
         self.parking = False
@@ -233,47 +229,26 @@ class Engine:
         """Admit a request and queue it; raise a ``SakaiError`` and change nothing if refused."""
         if not self._accepting:
             raise ServiceStopping()
-        name = self.choose_model(request)
-        generation = resolve(request, self.models[name].capabilities)
-        if self.hook.admit_request.get_hookimpls():
-            await pipeline(self.hook.admit_request, request=request, model=name, engine=self)
+        name, generation = await self.admission.check(request)
         job = Job(id=self._new_id(), request=request, model=name, generation=generation)
-        user, privileged = job.user_key, self.is_admin(request.requester)
-        if not privileged:
-            self._check_user_cap(user)
-            self.limiter.check(user)
         handle = self._track(job)
         try:
             await self.queue.put(job)
         except BaseException:
             self.forget(job)
             raise
-        if not privileged:
-            self.limiter.hit(user)
+        self.admission.admitted(request)
         self.scheduler.mark_dirty(name)
         await self.emit(job, EventKind.QUEUED)
         return handle
 
     def choose_model(self, request: ImageRequest) -> str:
         """The model a request runs on, or ``UnknownModel`` listing the available ones."""
-        if request.model is not None:
-            name = request.model.strip().lower()
-            if name not in self.models:
-                raise UnknownModel(request.model, list(self.models))
-            return name
-        chosen = self.hook.select_model(request=request, models=self.models)
-        if chosen not in self.models:
-            raise UnknownModel(str(chosen), list(self.models))
-        return chosen
+        return self.admission.choose_model(request)
 
     def is_admin(self, requester: Requester) -> bool:
-        """Admins skip caps and rate limits and may cancel anyone's job."""
-        return requester.is_admin or f"{requester.platform}:{requester.user_id}" in self.settings.engine.admins
-
-    def _check_user_cap(self, user: str) -> None:
-        cap = self.settings.engine.max_pending_per_user
-        if self._pending[user] >= cap:
-            raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+        """Admins skip caps, rate limits and quotas, and may cancel anyone's job."""
+        return self.admission.is_admin(requester)
 
     def _new_id(self) -> str:
         while True:
@@ -285,16 +260,17 @@ class Engine:
         handle = JobHandle(job)
         self.jobs[job.id] = job
         self._handles[job.id] = handle
-        self._pending[job.user_key] += 1
+        self.admission.pending[job.user_key] += 1
         return handle
 
     def forget(self, job: Job) -> None:
         """Stop tracking ``job`` in this process (it finished, or is kept for the next one)."""
         self.jobs.pop(job.id, None)
         self._handles.pop(job.id, None)
-        self._pending[job.user_key] -= 1
-        if self._pending[job.user_key] <= 0:
-            del self._pending[job.user_key]
+        pending = self.admission.pending
+        pending[job.user_key] -= 1
+        if pending[job.user_key] <= 0:
+            del pending[job.user_key]
 
     def handle(self, job_id: str) -> JobHandle | None:
         """The handle of a live job, to follow its events (e.g. after a platform reconnects)."""

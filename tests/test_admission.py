@@ -34,7 +34,7 @@ async def test_lane_cap_refuses_and_releases_the_user_slot(engine_factory):
     await engine.submit(request(user="b"))
     with pytest.raises(QueueFull, match="queue is full"):
         await engine.submit(request(user="c"))
-    assert engine._pending["test:c"] == 0 and len(engine.jobs) == 2
+    assert engine.admission.pending["test:c"] == 0 and len(engine.jobs) == 2
 
 
 async def test_rate_limit_counts_only_admitted_requests(engine_factory):
