@@ -151,7 +151,7 @@ class DiscordPlatform(Platform):
         async def image(interaction: discord.Interaction, prompt: str, model: str | None = None,
                         aspect: app_commands.Choice[str] | None = None,
                         seed: app_commands.Range[int, 0, 4294967295] | None = None,
-                        negative: str | None = None, enhance: bool = True, private: bool = False) -> None:
+                        negative: str | None = None, enhance: bool | None = None, private: bool = False) -> None:
             options = dict(aspect_ratio=aspect.value if aspect else None, seed=seed, negative_prompt=negative,
                            enhance=enhance)
             await self.run_image(interaction, prompt, model, options, private)
