@@ -76,7 +76,7 @@ async def cmd_generate(engine: Engine, args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
         options = GenerationOptions(seed=args.seed, aspect_ratio=args.ar, negative_prompt=args.negative,
-                                    steps=args.steps, enhance=not args.raw)
+                                    steps=args.steps, enhance=False if args.raw else None)
     except ValueError as exc:
         err.print(f"Invalid option: {exc}", markup=False)
         return EXIT_FAILED
@@ -169,17 +169,23 @@ async def _check_one(model: Any) -> tuple[bool, str]:
 
 
 async def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
-    """Serve the enabled platforms until they finish, Ctrl-C or SIGTERM."""
-    main_task = asyncio.current_task()
+    """Serve the enabled platforms until they finish, or Ctrl-C / SIGTERM (a second signal changes nothing)."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGTERM, main_task.cancel)  # type: ignore[union-attr]
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
     await engine.start()
+    serving = asyncio.create_task(engine.serve(), name="serve")
+    stopping = asyncio.create_task(stop.wait(), name="signals")
     try:
-        await engine.serve()
-    except asyncio.CancelledError:
-        print("stopping…", file=sys.stderr)
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            print("stopping: finishing running jobs, keeping waiting ones…", file=sys.stderr)
+            serving.cancel()  # serve() then quiesces the engine while platforms can still deliver
+        await asyncio.gather(serving, return_exceptions=True)
     finally:
+        stopping.cancel()
         await engine.stop()
     return 0
 

@@ -85,6 +85,7 @@ class Engine:
         self.parking = False
         self._accepting = False
         self._stopped = False
+        self._closed = False
         order = QueueOrder(settings.engine.queue_order)
         for name in self.models:
             self.queue.add_lane(name, order, settings.engine.max_queue_per_lane)
@@ -169,7 +170,15 @@ class Engine:
         return await self.store.mark_delivered(job_id)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, cancel waiting jobs, give running ones ``grace`` seconds, then cancel."""
+        """``quiesce`` then ``close``: no job left running, every resource released."""
+        await self.quiesce(grace)
+        await self.close()
+
+    async def quiesce(self, grace: float | None = None) -> None:
+        """Stop accepting; suspend (with a store) or cancel waiting jobs; give running ones ``grace`` s.
+
+        Platforms are still up meanwhile, so the last results and messages reach their users.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -183,6 +192,13 @@ class Engine:
         await self.scheduler.drain(grace, self._cancelled_by_shutdown)
         await self.queue.close()
         await self.scheduler.stop()
+
+    async def close(self) -> None:
+        """Shutdown hooks, then models, HTTP client and store; once, after ``quiesce``."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.quiesce()
         await lifecycle(self.hook.shutdown, raise_errors=False, engine=self)
         await self._close_resources()
         if self.store is not None:
@@ -400,6 +416,7 @@ class Engine:
                 started.append(platform)
             await asyncio.gather(*(p.wait_closed() for p in started))
         finally:
+            await self.quiesce()  # jobs end (or are kept) while platforms can still deliver
             for platform in reversed(started):
                 await _quietly(platform.stop(), f"platform {platform.name} failed to stop")
 

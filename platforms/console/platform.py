@@ -14,6 +14,7 @@ from pydantic import Field
 from core import EventKind, JobEvent, Platform, PlatformSettings, Requester
 from core.chat import ChatService, JobReply
 from core.engine import Engine
+from core.followers import Followers
 from core.handle import JobHandle
 from core.messages import caption, status_text
 from platforms.console.stdin import join_continued, read_lines
@@ -39,7 +40,7 @@ class ConsolePlatform(Platform):
         self.settings = settings
         self._lines = lines
         self._out = out
-        self._followers: set[asyncio.Task[None]] = set()
+        self.followers = Followers("console")
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self.requester = Requester(platform="console", user_id=settings.user, chat_id="console",
@@ -57,10 +58,10 @@ class ConsolePlatform(Platform):
 
     async def stop(self) -> None:
         """Stop reading and following jobs."""
-        tasks = [t for t in (self._reader, *self._followers) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self.followers.close()
         self._closed.set()
 
     async def wait_closed(self) -> None:
@@ -71,8 +72,7 @@ class ConsolePlatform(Platform):
         async for line in lines:
             if line.strip():
                 await self._handle(line)
-        if self._followers:
-            await asyncio.wait(self._followers)
+        await self.followers.wait()
         self._closed.set()
 
     async def _handle(self, line: str) -> None:
@@ -85,9 +85,7 @@ class ConsolePlatform(Platform):
             self._say(reply.text)
 
     def _track(self, handle: JobHandle) -> None:
-        task = asyncio.create_task(self._follow(handle), name=f"console-{handle.id}")
-        self._followers.add(task)
-        task.add_done_callback(self._followers.discard)
+        self.followers.start(self._follow(handle), handle.id)
 
     async def _follow(self, handle: JobHandle) -> None:
         last = ""

@@ -29,6 +29,7 @@ from core.commands import (
     StatsCommand,
 )
 from core.engine import Engine
+from core.followers import Followers
 from core.handle import JobHandle
 from core.messages import elapsed, status_text
 from core.pacing import PacedStatus
@@ -86,9 +87,8 @@ class DiscordPlatform(Platform):
         self.settings = settings
         self.access = Access(settings)
         self.client = SakaiClient(self, **client_options)
-        self._followers: set[asyncio.Task[None]] = set()
+        self.followers = Followers("discord")
         self._runner: asyncio.Task[None] | None = None
-        self._closing = False
         self._register_commands()
         self.client.add_dynamic_items(JobButton)
 
@@ -125,10 +125,7 @@ class DiscordPlatform(Platform):
 
     async def stop(self) -> None:
         """Stop following jobs and close the connection."""
-        self._closing = True
-        for task in list(self._followers):
-            task.cancel()
-        await asyncio.gather(*self._followers, return_exceptions=True)
+        await self.followers.close()
         await self.client.close()
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -267,13 +264,10 @@ class DiscordPlatform(Platform):
     # ------------------------------------------------------------------ job events
     def follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
         """Follow a job in the background, editing the deferred response."""
-        if not self._closing:
-            self._track(self._follow(interaction, handle, private), handle)
+        self._track(self._follow(interaction, handle, private), handle)
 
     def _track(self, coroutine: Any, handle: JobHandle) -> None:
-        task = asyncio.create_task(coroutine, name=f"discord-{handle.id}")
-        self._followers.add(task)
-        task.add_done_callback(self._followers.discard)
+        self.followers.start(coroutine, handle.id)
 
     async def _follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
         status = DiscordStatus(interaction, self.settings.edit_interval)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ from core import EventKind, GenerationOptions, ImageRequest, JobEvent, Platform,
 from core.chat import ChatService, TextReply
 from core.commands import ImageCommand, parse_command
 from core.engine import Engine
+from core.followers import Followers
 from core.handle import JobHandle
 from core.messages import status_text
 from platforms.telegram import buttons
@@ -40,7 +40,7 @@ class TelegramPlatform(Platform):
         self.access = Access(self.userbot, frozenset(settings.allowed_users), frozenset(settings.allowed_chats),
                              frozenset(settings.admins))
         self.username: str | None = None
-        self._followers: set[asyncio.Task[None]] = set()
+        self.followers = Followers("telegram")
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, engine: Engine) -> None:
@@ -75,9 +75,7 @@ class TelegramPlatform(Platform):
 
     async def stop(self) -> None:
         """Stop following jobs and disconnect."""
-        for task in list(self._followers):
-            task.cancel()
-        await asyncio.gather(*self._followers, return_exceptions=True)
+        await self.followers.close()
         if self._owns_client and self.client is not None and self.client.is_connected():
             await self.client.disconnect()
 
@@ -131,9 +129,7 @@ class TelegramPlatform(Platform):
         self._track(self._follow(reply.handle, status, event.chat_id, event.id, int(event.sender_id)), reply.handle)
 
     def _track(self, coroutine: Any, handle: JobHandle) -> None:
-        task = asyncio.create_task(coroutine, name=f"telegram-{handle.id}")
-        self._followers.add(task)
-        task.add_done_callback(self._followers.discard)
+        self.followers.start(coroutine, handle.id)
 
     async def _resume(self, handle: JobHandle) -> None:
         """After a restart: find the job's status message again (or send a new one) and carry on."""
