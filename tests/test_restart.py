@@ -76,3 +76,22 @@ def test_sigkill_then_restart_delivers_every_job_exactly_once(tmp_path):
     with sqlite3.connect(tmp_path / "jobs.db") as db:
         rows = db.execute("SELECT state, delivered_at IS NOT NULL FROM jobs").fetchall()
     assert rows == [("done", 1)] * JOBS
+
+
+def test_sigterm_finishes_the_running_job_and_keeps_the_waiting_one(tmp_path):
+    config = _config(tmp_path)
+    config.write_text(config.read_text().replace("latency = 0.4", "latency = 1.5"))
+    process = _sakaibot(config, subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write("/image=preview=running --seed 1\n/image=preview=waiting --seed 2\n")
+    process.stdin.flush()
+    seen = _read_until(process, r"⏳ Queued for preview\n", 2)  # both admitted
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # an impatient second signal changes nothing
+    rest, _ = process.communicate(timeout=60)
+    output = seen + rest
+    assert process.returncode == 0, output
+    assert "✅ Done" in output and "⏸ The bot is restarting" in output, output
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        rows = dict(db.execute("SELECT json_extract(request, '$.prompt'), state FROM jobs").fetchall())
+    assert rows == {"running": "done", "waiting": "queued"}
