@@ -1,7 +1,8 @@
 """The background tasks a platform runs to follow its jobs, closed gently on shutdown.
 
 On shutdown the engine first finishes or suspends every job, so each follower soon sees a final
-event; ``close`` gives them ``grace`` seconds to deliver it before cancelling the rest.
+event; ``close`` gives followers whose job has ended ``grace`` seconds to deliver, and cancels
+followers of jobs still running at once (their jobs stay in the engine's hands).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from typing import Any
+
+from core.handle import JobHandle
 
 DELIVERY_GRACE = 15.0
 
@@ -18,20 +21,20 @@ class Followers:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], JobHandle] = {}
         self.closing = False
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start(self, coroutine: Coroutine[Any, Any, Any], job_id: str) -> None:
-        """Run ``coroutine`` in the background; refused (closed) once shutting down."""
+    def start(self, coroutine: Coroutine[Any, Any, Any], handle: JobHandle) -> None:
+        """Run ``coroutine`` (which follows ``handle``) in the background; refused once closing."""
         if self.closing:
             coroutine.close()
             return
-        task = asyncio.create_task(coroutine, name=f"{self.prefix}-{job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.create_task(coroutine, name=f"{self.prefix}-{handle.id}")
+        self._tasks[task] = handle
+        task.add_done_callback(lambda done: self._tasks.pop(done, None))
 
     async def wait(self) -> None:
         """Until every follower is done."""
@@ -41,9 +44,11 @@ class Followers:
     async def close(self, grace: float = DELIVERY_GRACE) -> None:
         """Let followers finish delivering for up to ``grace`` seconds, then cancel the rest."""
         self.closing = True
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(set(self._tasks), timeout=grace)
+        delivering = {task for task, handle in self._tasks.items() if handle.finished}
+        late = set(self._tasks) - delivering
+        if delivering:
+            _, slow = await asyncio.wait(delivering, timeout=grace)
+            late |= slow
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)

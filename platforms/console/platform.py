@@ -85,7 +85,7 @@ class ConsolePlatform(Platform):
             self._say(reply.text)
 
     def _track(self, handle: JobHandle) -> None:
-        self.followers.start(self._follow(handle), handle.id)
+        self.followers.start(self._follow(handle), handle)
 
     async def _follow(self, handle: JobHandle) -> None:
         last = ""

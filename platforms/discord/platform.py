@@ -267,7 +267,7 @@ class DiscordPlatform(Platform):
         self._track(self._follow(interaction, handle, private), handle)
 
     def _track(self, coroutine: Any, handle: JobHandle) -> None:
-        self.followers.start(coroutine, handle.id)
+        self.followers.start(coroutine, handle)
 
     async def _follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
         status = DiscordStatus(interaction, self.settings.edit_interval)

@@ -129,7 +129,7 @@ class TelegramPlatform(Platform):
         self._track(self._follow(reply.handle, status, event.chat_id, event.id, int(event.sender_id)), reply.handle)
 
     def _track(self, coroutine: Any, handle: JobHandle) -> None:
-        self.followers.start(coroutine, handle.id)
+        self.followers.start(coroutine, handle)
 
     async def _resume(self, handle: JobHandle) -> None:
         """After a restart: find the job's status message again (or send a new one) and carry on."""
