@@ -282,3 +282,19 @@ async def test_an_image_over_the_interactions_upload_limit_is_sent_smaller(fake,
     (name, data), = _followups(fake, token)[0].files.items()
     assert name.endswith(".jpg") and len(data) <= 1500 and data[:3] == b"\xff\xd8\xff"
     await platform.stop()
+
+
+async def test_guild_allow_list_and_admin_roles(fake, tmp_path):
+    engine = _stored_engine(str(tmp_path / "jobs.db"), 0.01)
+    await engine.start()
+    platform = await _platform(fake, engine, allowed_guilds=[123], admin_roles=[42])
+    member = await fake.slash("stats", ALICE, guild=(123, [7]))
+    admin = await fake.slash("stats", BOB, guild=(123, [42]))
+    elsewhere = await fake.slash("stats", BOB, guild=(999, [42]))
+    await _until(lambda: all(fake.for_token(t) for t in (member, admin, elsewhere)))
+    answers = {t: fake.for_token(t)[0].json["data"]["content"] for t in (member, admin, elsewhere)}
+    assert answers[member] == "Only admins can do that."
+    assert answers[admin].startswith("Last 24 h:")
+    assert answers[elsewhere] == "SakaiBot is not enabled here."
+    await platform.stop()
+    await engine.stop()

@@ -27,7 +27,9 @@ class Access:
     def is_admin(self, interaction: Any) -> bool:
         """Admin by user id or by role."""
         user = interaction.user
-        roles = {role.id for role in getattr(user, "roles", [])}
+        # Role ids come with the member in every guild interaction; ``Member.roles`` needs the guild
+        # cached (a GUILD_CREATE seen), so read the ids the member payload carried.
+        roles = {int(role) for role in getattr(user, "_roles", ())}
         return user.id in self.settings.admins or bool(roles & set(self.settings.admin_roles))
 
     def model_refusal(self, model: str | None, interaction: Any) -> str | None:

@@ -133,7 +133,8 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ interactions
     def _interaction(self, kind: int, data: dict[str, Any], user: dict[str, Any], *,
-                     message: dict[str, Any] | None = None, channel_id: int = 5000) -> dict[str, Any]:
+                     message: dict[str, Any] | None = None, channel_id: int = 5000,
+                     guild: tuple[int, list[int]] | None = None) -> dict[str, Any]:
         self._counter += 1
         interaction_id = snowflake(self._counter)
         token = f"token-{interaction_id}"
@@ -145,17 +146,28 @@ class FakeDiscord:
         }
         if message is not None:
             payload["message"] = message
+        if guild is not None:  # a guild channel: the user arrives as a member with roles
+            guild_id, roles = guild
+            payload.pop("user")
+            payload["guild_id"] = str(guild_id)
+            payload["channel"] = {"id": str(channel_id), "type": 0, "guild_id": str(guild_id), "name": "images",
+                                  "nsfw": False, "position": 0, "permission_overwrites": []}
+            payload["member"] = {"user": user, "roles": [str(r) for r in roles], "joined_at": "2026-01-01T00:00:00",
+                                 "deaf": False, "mute": False, "permissions": "0", "flags": 0}
+            payload["context"] = 0
         self.interactions[token] = payload
         return payload
 
     attachment_size_limit = 10 * 1024 * 1024
 
-    async def slash(self, name: str, user: dict[str, Any], **options: Any) -> str:
-        """A user runs ``/name option=value ...``; returns the interaction token."""
+    async def slash(self, name: str, user: dict[str, Any], *, guild: tuple[int, list[int]] | None = None,
+                    **options: Any) -> str:
+        """A user runs ``/name option=value ...`` (in a DM, or in ``guild`` = (id, their role ids))."""
         kinds = {str: 3, int: 4, bool: 5}
         opts = [{"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items() if v is not None]
         command = next((c for c in self.commands if c["name"] == name), {"id": str(snowflake()), "name": name})
-        payload = self._interaction(2, {"id": command["id"], "name": name, "type": 1, "options": opts}, user)
+        payload = self._interaction(2, {"id": command["id"], "name": name, "type": 1, "options": opts}, user,
+                                    guild=guild)
         await self.send_event("INTERACTION_CREATE", payload)
         return payload["token"]
 
