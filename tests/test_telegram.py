@@ -256,3 +256,12 @@ async def test_after_a_restart_the_same_status_message_is_updated_and_the_photo_
     await third.start()
     assert await third.resume("telegram") == []  # delivered: never again
     await third.stop()
+
+
+async def test_an_allowed_group_is_served_whoever_asks(engine):
+    platform, tg = await _platform(engine, allowed_chats=[-900])
+    await tg.message("/models", sender=BOB, chat_id=900)
+    await tg.message("/models", sender=BOB)  # the same stranger in private: refused
+    texts = [r.message for r in tg.sender.of(SendMessage)]
+    assert texts[0].startswith("Models:") and texts[1] == REFUSAL
+    await platform.stop()

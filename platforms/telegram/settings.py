@@ -23,7 +23,7 @@ class TelegramSettings(PlatformSettings):
     bot_token: SecretStr | None = None
     session: SecretStr | None = None
     allowed_users: list[int] = Field(default_factory=list, description="empty: everyone (bot) / only you (userbot)")
-    allowed_chats: list[int] = Field(default_factory=list)
+    allowed_chats: list[int] = Field(default_factory=list, description="chat ids as Telegram marks them: groups < 0")
     admins: list[int] = Field(default_factory=list, description="may cancel any job; skip caps and rate limits")
     edit_interval: float = Field(default=2.5, ge=0, le=60, description="seconds between edits of one status message")
     flood_sleep_threshold: int = Field(default=5, ge=0, le=60, description="Telethon sleeps through shorter waits")
