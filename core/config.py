@@ -107,6 +107,18 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+def from_environment(data: Any, field: str, env_field: str, default_env: str = "") -> Any:
+    """Fill ``field`` of raw settings from the variable named by ``env_field`` (or ``default_env``).
+
+    Plugin settings use it in a ``mode="before"`` validator so secrets live only in the environment.
+    """
+    if isinstance(data, dict) and not data.get(field):
+        name = data.get(env_field) or default_env
+        if name and os.environ.get(name):
+            data = {**data, field: os.environ[name]}
+    return data
+
+
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The file to read: the argument, ``$SAKAIBOT_CONFIG``, or ``./config.toml`` if present."""
     if explicit:

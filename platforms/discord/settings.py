@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 
 from core import PlatformSettings
+from core.config import from_environment
 
 
 class DiscordSettings(PlatformSettings):
@@ -29,11 +29,7 @@ class DiscordSettings(PlatformSettings):
     @model_validator(mode="before")
     @classmethod
     def _token_from_environment(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("token"):
-            value = os.environ.get(data.get("token_env") or "DISCORD_TOKEN")
-            if value:
-                data = {**data, "token": value}
-        return data
+        return from_environment(data, "token", "token_env", "DISCORD_TOKEN")
 
     @model_validator(mode="after")
     def _token_present(self) -> DiscordSettings:

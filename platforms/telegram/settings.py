@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from core import PlatformSettings
+from core.config import from_environment
 
 
 class TelegramSettings(PlatformSettings):
@@ -33,16 +33,11 @@ class TelegramSettings(PlatformSettings):
     @model_validator(mode="before")
     @classmethod
     def _from_environment(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
         for field, env_field, default in (("api_id", "api_id_env", "TELEGRAM_API_ID"),
                                           ("api_hash", "api_hash_env", "TELEGRAM_API_HASH"),
                                           ("bot_token", "bot_token_env", "TELEGRAM_BOT_TOKEN"),
                                           ("session", "session_env", "TELEGRAM_SESSION")):
-            value = os.environ.get(data.get(env_field) or default)
-            if value and not data.get(field):
-                data[field] = value
+            data = from_environment(data, field, env_field, default)
         return data
 
     @model_validator(mode="after")

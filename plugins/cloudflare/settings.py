@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from core import ModelSettings
+from core.config import from_environment
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-
-
-def _from_env(data: Any, field: str, env_field: str, default_env: str) -> Any:
-    """Fill ``field`` from the environment variable named by ``env_field``, when it is not given."""
-    if isinstance(data, dict) and not data.get(field):
-        name = data.get(env_field) or default_env
-        if name and os.environ.get(name):
-            data = {**data, field: os.environ[name]}
-    return data
 
 
 class WorkersAISettings(ModelSettings):
@@ -35,8 +26,8 @@ class WorkersAISettings(ModelSettings):
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_environment(cls, data: Any) -> Any:
-        data = _from_env(data, "account_id", "account_id_env", "CLOUDFLARE_ACCOUNT_ID")
-        return _from_env(data, "api_token", "api_token_env", "CLOUDFLARE_API_TOKEN")
+        data = from_environment(data, "account_id", "account_id_env", "CLOUDFLARE_ACCOUNT_ID")
+        return from_environment(data, "api_token", "api_token_env", "CLOUDFLARE_API_TOKEN")
 
     @model_validator(mode="after")
     def _credentials_present(self) -> WorkersAISettings:
@@ -64,8 +55,8 @@ class CustomWorkerSettings(ModelSettings):
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_environment(cls, data: Any) -> Any:
-        data = _from_env(data, "url", "url_env", "")
-        return _from_env(data, "api_key", "api_key_env", "")
+        data = from_environment(data, "url", "url_env", "")
+        return from_environment(data, "api_key", "api_key_env", "")
 
     @model_validator(mode="after")
     def _url_present(self) -> CustomWorkerSettings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
@@ -21,6 +20,7 @@ from core import (
     Progress,
     Size,
 )
+from core.config import from_environment
 from core.http import send
 from core.imaging import checked_image
 from plugins.litellm_images.errors import map_litellm_error
@@ -47,11 +47,7 @@ class LiteLLMImageSettings(ModelSettings):
     @model_validator(mode="before")
     @classmethod
     def _key_from_environment(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("api_key_env") and not data.get("api_key"):
-            value = os.environ.get(data["api_key_env"])
-            if value:
-                data = {**data, "api_key": value}
-        return data
+        return from_environment(data, "api_key", "api_key_env")
 
     @model_validator(mode="after")
     def _parse_sizes(self) -> LiteLLMImageSettings:
