@@ -63,8 +63,13 @@ class ChatService:
         """The reply to ``text``; ``None`` if it is not a command for us. Never raises a SakaiError."""
         try:
             command = parse_command(text, bot_username)
-            if command is None:
-                return None
+        except SakaiError as exc:
+            return TextReply(self.engine.render_error(None, exc), is_error=True)
+        return None if command is None else await self.answer(command, requester, delivery)
+
+    async def answer(self, command: Command, requester: Requester, delivery: dict[str, str] | None = None) -> Reply:
+        """``execute``, with a refusal turned into its user message instead of raised."""
+        try:
             return await self.execute(command, requester, delivery)
         except SakaiError as exc:
             return TextReply(self.engine.render_error(None, exc), is_error=True)

@@ -226,10 +226,7 @@ class DiscordPlatform(Platform):
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
-        try:
-            reply = await self.chat.execute(command, self._requester(interaction))
-        except SakaiError as exc:
-            reply = TextReply(self.engine.render_error(None, exc), is_error=True)
+        reply = await self.chat.answer(command, self._requester(interaction))
         assert isinstance(reply, TextReply)
         await interaction.response.send_message(reply.text[:2000], ephemeral=True)
 

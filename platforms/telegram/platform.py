@@ -104,14 +104,8 @@ class TelegramPlatform(Platform):
         if isinstance(command, ImageCommand):
             await self._image(event, command)
         elif command is not None:
-            reply = await self._execute(command, self._requester(event), None)
+            reply = await self.chat.answer(command, self._requester(event), None)
             await self._reply(event, reply.text if isinstance(reply, TextReply) else "")
-
-    async def _execute(self, command: Any, requester: Requester, delivery: dict[str, str] | None) -> Any:
-        try:
-            return await self.chat.execute(command, requester, delivery)
-        except SakaiError as exc:
-            return TextReply(self.engine.render_error(None, exc), is_error=True)
 
     async def _image(self, event: Any, command: ImageCommand) -> None:
         """Status message first, so a restart knows which message to keep updating."""
@@ -120,7 +114,7 @@ class TelegramPlatform(Platform):
             return
         delivery = {"chat": str(event.chat_id), "status": str(message.id), "reply_to": str(event.id),
                     "owner": str(event.sender_id)}
-        reply = await self._execute(command, self._requester(event), delivery)
+        reply = await self.chat.answer(command, self._requester(event), delivery)
         status = StatusMessage(message, interval=self.settings.edit_interval,
                                max_flood_wait=self.settings.max_flood_wait)
         if isinstance(reply, TextReply):
