@@ -8,7 +8,7 @@ from typing import Any
 from telethon import TelegramClient, errors, events
 from telethon.sessions import StringSession
 
-from core import EventKind, GenerationOptions, ImageRequest, JobEvent, Platform, Requester, SakaiError
+from core import EventKind, GenerationOptions, JobEvent, Platform, Requester, SakaiError
 from core.chat import ChatService, TextReply
 from core.commands import ImageCommand, parse_command
 from core.engine import Engine
@@ -109,7 +109,7 @@ class TelegramPlatform(Platform):
 
     async def _image(self, event: Any, command: ImageCommand) -> None:
         """Status message first, so a restart knows which message to keep updating."""
-        message = await self._reply_with_buttons(event, "⏳ Queued", None)
+        message = await self._reply(event, "⏳ Queued")
         if message is None:
             return
         delivery = {"chat": str(event.chat_id), "status": str(message.id), "reply_to": str(event.id),
@@ -147,32 +147,15 @@ class TelegramPlatform(Platform):
         except SakaiError:
             return True
 
-    async def _reply(self, event: Any, text: str) -> Any:
+    async def _reply(self, event: Any, text: str, buttons: Any = None) -> Any:
         try:
-            return await event.reply(text[:MESSAGE_LIMIT])
+            return await event.reply(text[:MESSAGE_LIMIT], buttons=buttons)
         except (errors.ChatWriteForbiddenError, errors.UserIsBlockedError, errors.ChatAdminRequiredError,
                 errors.ChannelPrivateError) as exc:
             log.info("cannot answer in chat %s: %s", event.chat_id, type(exc).__name__)
         except errors.FloodWaitError as exc:
             log.warning("reply dropped: Telegram asks to wait %s s", exc.seconds)
         return None
-
-    async def _start_following(self, event: Any, handle: JobHandle) -> None:
-        owner = int(event.sender_id)
-        markup = None if self.userbot else buttons.cancel_buttons(handle.id, owner)
-        message = await self._reply_with_buttons(event, "⏳ Queued", markup)
-        if message is None:
-            return
-        status = StatusMessage(message, interval=self.settings.edit_interval,
-                               max_flood_wait=self.settings.max_flood_wait)
-        self._track(self._follow(handle, status, event.chat_id, event.id, owner), handle)
-
-    async def _reply_with_buttons(self, event: Any, text: str, markup: Any) -> Any:
-        try:
-            return await event.reply(text, buttons=markup)
-        except (errors.ChatWriteForbiddenError, errors.UserIsBlockedError, errors.ChannelPrivateError) as exc:
-            log.info("cannot answer in chat %s: %s", event.chat_id, type(exc).__name__)
-            return None
 
     # ------------------------------------------------------------------ job events
     async def _follow(self, handle: JobHandle, status: StatusMessage, chat: Any, reply_to: int, owner: int) -> None:
@@ -234,15 +217,10 @@ class TelegramPlatform(Platform):
             await event.answer("That request is too old to repeat; send it again.", alert=True)
             return
         variation = press.action == "variation" and old.enhanced
-        request = ImageRequest(prompt=old.enhanced if variation else old.prompt, model=old.model,
-                               requester=self._requester(event), options=GenerationOptions(enhance=not variation))
-        try:
-            handle = await self.engine.submit(request)
-        except SakaiError as exc:
-            await event.answer(self.engine.render_error(None, exc)[:190], alert=True)
-            return
+        command = ImageCommand(old.enhanced if variation else old.prompt, old.model,
+                               GenerationOptions(enhance=not variation))
         await event.answer("🔁 On it!" if press.action == "reroll" else "🎲 On it!")
-        await self._start_following(_ButtonOrigin(event, message), handle)
+        await self._image(_ButtonOrigin(event, message), command)
 
 
 class _ButtonOrigin:
@@ -252,7 +230,6 @@ class _ButtonOrigin:
         self.sender_id = event.sender_id
         self.chat_id = event.chat_id
         self.id = getattr(message, "id", None)
-        self._message = message
         self._event = event
 
     async def reply(self, text: str, buttons: Any = None) -> Any:
