@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from core.engine import Engine
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = 3600.0  # seconds between sweeps of the archive for expired images
 SAVED_ON = frozenset({EventKind.QUEUED, EventKind.ENHANCED, EventKind.GENERATING, EventKind.RETRYING,
                       EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED})
 
@@ -33,6 +34,7 @@ class StoreObserver:
         self.store = store
         self.archive = Path(archive_dir) if archive_dir else None
         self.archive_days = archive_days
+        self._pruned_at = 0.0
 
     @hookimpl
     async def on_job_event(self, event: JobEvent, engine: Engine) -> None:
@@ -50,7 +52,10 @@ class StoreObserver:
         assert self.archive is not None
         self.archive.mkdir(parents=True, exist_ok=True)
         (self.archive / name).write_bytes(data)
-        cutoff = time.time() - self.archive_days * 86400
+        if time.time() - self._pruned_at < PRUNE_EVERY:  # listing the folder per image would grow with it
+            return
+        self._pruned_at = time.time()
+        cutoff = self._pruned_at - self.archive_days * 86400
         for old in self.archive.iterdir():
             if old.is_file() and old.stat().st_mtime < cutoff:
                 old.unlink(missing_ok=True)
