@@ -16,7 +16,8 @@ def status_text(event: JobEvent) -> str:
     """One line for a job's status message."""
     job, kind = event.job, event.kind
     if kind in (EventKind.QUEUED, EventKind.POSITION):
-        where = f" - position {event.position or job.position}" if (event.position or job.position) else ""
+        position = event.position or job.position
+        where = f" - position {position}" if position else ""
         return f"⏳ Queued for {job.model}{where}"
     if kind in (EventKind.ENHANCING, EventKind.ENHANCED):
         return "✨ Enhancing the prompt…"

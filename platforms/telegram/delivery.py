@@ -39,12 +39,14 @@ async def send_image(client: TelegramClient, chat: Any, job: Job, *, reply_to: i
 
 async def _send(client: TelegramClient, chat: Any, job: Job, text: str, reply_to: int | None, as_file: bool,
                 buttons: Any, max_flood_wait: float) -> Any:
-    try:
+    async def once() -> Any:  # a fresh BytesIO each time: an upload consumes it
         return await client.send_file(chat, image_file(job), caption=text, reply_to=reply_to, buttons=buttons,
                                       force_document=as_file)
+
+    try:
+        return await once()
     except errors.FloodWaitError as exc:
         if exc.seconds > max_flood_wait:
             raise
         await asyncio.sleep(exc.seconds)
-        return await client.send_file(chat, image_file(job), caption=text, reply_to=reply_to, buttons=buttons,
-                                      force_document=as_file)
+        return await once()
