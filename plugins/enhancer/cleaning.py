@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from core.messages import truncate_words
+
 PREAMBLE_RE = re.compile(
     r"^\s*(?:sure|okay|ok|certainly|of course|here(?:'s| is| are)|enhanced prompt|improved prompt|rewritten prompt|"
     r"prompt)\b[^\n:]*:\s*", re.IGNORECASE)
@@ -32,7 +34,9 @@ def clean_answer(answer: str | None, *, max_chars: int, limit: int) -> str:
         raise UnusableAnswer("empty answer")
     if len(text) > max_chars:
         raise UnusableAnswer(f"answer too long ({len(text)} > {max_chars} characters)")
-    return cut_at_word(text, limit)
+    if len(text) > limit:  # cut on a word, without a dangling comma
+        text = truncate_words(text, limit, ellipsis="").rstrip(" ,;")
+    return text
 
 
 def _first_paragraph(text: str) -> str:
@@ -44,12 +48,3 @@ def _first_paragraph(text: str) -> str:
         if line:
             first.append(line)
     return " ".join(first)
-
-
-def cut_at_word(text: str, limit: int) -> str:
-    """``text`` within ``limit`` characters, ending on a whole word."""
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;")
