@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import io
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -281,34 +282,30 @@ class DiscordPlatform(Platform):
 
     async def _deliver(self, interaction: discord.Interaction, job: Job, private: bool,
                        status: DiscordStatus) -> None:
-        assert job.result is not None
-        data, extension = await asyncio.to_thread(fit, job.result, interaction.filesize_limit)
-        filename = f"sakaibot-{job.id}.{extension}"
-        embed = result_embed(job, filename)
-        view = job_view(job.id, interaction.user.id, "rr", "var")
-        file = discord.File(io.BytesIO(data), filename=filename)
+        result = await Result.of(job, interaction.user.id, interaction.filesize_limit)
         if _token_usable(interaction):
             try:
-                await interaction.followup.send(file=file, embed=embed, view=view, ephemeral=private)
+                await interaction.followup.send(file=result.file(), embed=result.embed, view=result.view,
+                                                ephemeral=private)
                 await self.engine.delivered(job.id)
                 await status.show(f"✅ Done in {elapsed(job):.1f} s", None, now=True)
                 return
             except discord.NotFound:
-                file = discord.File(io.BytesIO(data), filename=filename)
-        await self._post_in_channel(interaction.channel, interaction.user.id, job, file, embed, view)
+                pass  # the token died meanwhile: post in the channel instead
+        await self._post_in_channel(interaction.channel, interaction.user.id, job, result)
 
-    async def _post_in_channel(self, channel: Any, user_id: int, job: Job, file: discord.File | None,
-                               embed: discord.Embed | None, view: discord.ui.View | None, text: str = "") -> None:
+    async def _post_in_channel(self, channel: Any, user_id: int, job: Job, result: Result | None,
+                               text: str = "") -> None:
         """When the interaction token is dead (15 min, or a restart): a channel message that mentions the user."""
         if channel is None or not hasattr(channel, "send"):
             log.warning("job %s finished but there is no channel to post it in", job.id)
             return
         content = f"<@{user_id}> {text or 'your image is ready.'}"
         try:
-            if file is None:
+            if result is None:
                 await channel.send(content=content)
             else:
-                await channel.send(content=content, file=file, embed=embed, view=view)
+                await channel.send(content=content, file=result.file(), embed=result.embed, view=result.view)
                 await self.engine.delivered(job.id)
         except discord.HTTPException as exc:
             log.warning("could not post job %s in its channel: %s", job.id, exc)
@@ -323,13 +320,10 @@ class DiscordPlatform(Platform):
         final = await handle.wait()
         job = final.job
         if final.kind is EventKind.DONE and job.result is not None:
-            data, extension = await asyncio.to_thread(fit, job.result, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
-            filename = f"sakaibot-{job.id}.{extension}"
-            file = discord.File(io.BytesIO(data), filename=filename)
-            view = job_view(job.id, user_id, "rr", "var")
-            await self._post_in_channel(channel, user_id, job, file, result_embed(job, filename), view)
+            result = await Result.of(job, user_id, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
+            await self._post_in_channel(channel, user_id, job, result)
         elif final.kind is not EventKind.SUSPENDED:
-            await self._post_in_channel(channel, user_id, job, None, None, None, status_text(final))
+            await self._post_in_channel(channel, user_id, job, None, status_text(final))
 
     # ------------------------------------------------------------------ buttons
     async def on_button(self, interaction: discord.Interaction, button: JobButton) -> None:
@@ -354,6 +348,28 @@ class DiscordPlatform(Platform):
         variation = button.action == "var" and enhanced
         options = {"enhance": not variation}
         await self.run_image(interaction, enhanced if variation else prompt, model, options, private=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A finished image ready to post: bytes fitted to the upload limit, embed and buttons."""
+
+    data: bytes
+    filename: str
+    embed: discord.Embed
+    view: discord.ui.View
+
+    @classmethod
+    async def of(cls, job: Job, owner_id: int, limit: int) -> Result:
+        """Fit ``job``'s image under ``limit`` bytes (off the loop) and dress it."""
+        assert job.result is not None
+        data, extension = await asyncio.to_thread(fit, job.result, limit)
+        filename = f"sakaibot-{job.id}.{extension}"
+        return cls(data, filename, result_embed(job, filename), job_view(job.id, owner_id, "rr", "var"))
+
+    def file(self) -> discord.File:
+        """A fresh file each time: a sent ``discord.File`` is spent."""
+        return discord.File(io.BytesIO(self.data), filename=self.filename)
 
 
 def result_embed(job: Job, filename: str) -> discord.Embed:
