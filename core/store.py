@@ -186,10 +186,13 @@ class JobStore:
     async def settings(self, scopes: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
         """Stored settings for each ``(scope, scope_id)``."""
         found: dict[tuple[str, str], dict[str, str]] = {scope: {} for scope in scopes}
-        for scope, scope_id in scopes:
-            rows = await self._run(self._read, "SELECT key, value FROM settings WHERE scope = ? AND scope_id = ?",
-                                   (scope, scope_id))
-            found[(scope, scope_id)] = {row["key"]: row["value"] for row in rows}
+        if not scopes:
+            return found
+        where = " OR ".join("(scope = ? AND scope_id = ?)" for _ in scopes)
+        params = tuple(part for scope in scopes for part in scope)
+        rows = await self._run(self._read, f"SELECT scope, scope_id, key, value FROM settings WHERE {where}", params)
+        for row in rows:  # one read for every layer: this runs for each /image
+            found[(row["scope"], row["scope_id"])][row["key"]] = row["value"]
         return found
 
     async def set_setting(self, scope: str, scope_id: str, key: str, value: str | None) -> None:
