@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from core import __version__
+from core.chat.messages import caption, status_text
 from core.config import load_settings
 from core.engine import Engine
 from core.errors import ConfigError, SakaiError
+from core.hooks.host import PluginStatus
 from core.interfaces import CheckStatus
 from core.logs import secrets_in, setup_logging
-from core.messages import caption, status_text
-from core.plugins import PluginStatus
 from core.types import EventKind, GenerationOptions, Image, ImageRequest, Requester
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130

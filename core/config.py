@@ -1,7 +1,7 @@
 """Configuration: ``config.toml`` under the environment, validated before any network I/O.
 
 The core validates its own tables here; ``[models.*]``, ``[platforms.*]`` and ``[plugins.*]``
-belong to plugins and are validated by their models in ``core.assembly``. Every problem found
+belong to plugins and are validated by their models in ``core.hooks.assembly``. Every problem found
 in either step is reported together in one ``ConfigError``.
 """
 

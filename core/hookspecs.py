@@ -1,7 +1,7 @@
 """Every hook a SakaiBot plugin can implement.
 
 Hooks marked *may be async* accept ``async def`` implementations; the engine awaits them through
-``core.hookcall``. ``firstresult`` hooks must be plain ``def``: an un-awaited coroutine is never
+``core.hooks.call``. ``firstresult`` hooks must be plain ``def``: an un-awaited coroutine is never
 ``None``, so an async implementation would always win; such plugins are refused at start-up.
 Implementations must not give their arguments default values: pluggy never passes them.
 """

@@ -26,7 +26,7 @@ from core import (
 from core.config import EngineSettings, Settings
 from core.engine import Engine
 from core.errors import ConfigError
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from tests.fakes.workers_ai import ACCOUNT, FLUX, FLUX2, SDXL, TOKEN, FakeWorkersAI, Fault, picture
 from tests.utils import request
 

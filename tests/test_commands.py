@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.commands import (
+from core.chat.commands import (
     CancelCommand,
     HelpCommand,
     ImageCommand,

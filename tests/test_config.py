@@ -9,7 +9,7 @@ import pytest
 from core.config import Settings, load_settings
 from core.engine import Engine
 from core.errors import ConfigError
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from tests.utils import FakeBackendPlugin
 
 ROOT = Path(__file__).resolve().parent.parent

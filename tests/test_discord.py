@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from core import Image
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from platforms.discord.files import fit
 from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings

@@ -13,7 +13,7 @@ import respx
 import plugins.enhancer as enhancer_plugin
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from core.types import EventKind
 from plugins.enhancer.cleaning import UnusableAnswer, clean_answer
 from plugins.enhancer.templates import user_message

@@ -18,7 +18,7 @@ from core import (
 )
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from tests.fakes.workers_ai import picture
 from tests.utils import request
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pluggy
 
 from core import BackendType, hookimpl, hookspecs
-from core.plugins import PluginStatus, create_plugin_host
+from core.hooks.host import PluginStatus, create_plugin_host
 from tests.utils import FakeBackendPlugin, make_engine, request
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from PIL import Image as PILImage
 
 from core import PermissionDenied, QuotaExceeded
 from core.chat import ChatService, JobReply
-from core.migrations import LATEST, migrate, version
 from core.store import JobStore
+from core.store.migrations import LATEST, migrate, version
 from core.types import EventKind, JobState
 from tests.utils import make_engine, request, requester
 
@@ -188,8 +188,8 @@ async def test_concurrent_writers_lose_no_update(tmp_path):
 
 
 def engine_job(engine, n):
+    from core.engine.validation import resolve
     from core.types import Job
-    from core.validation import resolve
 
     req = request(f"job {n}")
     return Job(id=f"{n:012x}", request=req, model="a", generation=resolve(req, engine.models["a"].capabilities))

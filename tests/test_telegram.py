@@ -13,7 +13,7 @@ from telethon.tl import functions
 
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from platforms.telegram.buttons import decode
 from platforms.telegram.platform import REFUSAL, TelegramPlatform
 from platforms.telegram.settings import TelegramSettings

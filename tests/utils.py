@@ -25,7 +25,7 @@ from core import (
 )
 from core.config import EngineSettings, Settings, StoreSettings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from core.types import GenerationOptions, JobEvent
 
 

@@ -13,10 +13,10 @@ from pydantic import Field
 
 from core import EventKind, JobEvent, Platform, PlatformSettings, Requester
 from core.chat import ChatService, JobReply
+from core.chat.followers import Followers
+from core.chat.messages import caption, status_text
 from core.engine import Engine
-from core.followers import Followers
-from core.handle import JobHandle
-from core.messages import caption, status_text
+from core.engine.handle import JobHandle
 from platforms.console.stdin import join_continued, read_lines
 
 log = logging.getLogger(__name__)

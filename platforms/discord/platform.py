@@ -16,7 +16,7 @@ from discord import app_commands
 
 from core import EventKind, GenerationOptions, Job, Platform, Requester, SakaiError
 from core.chat import ChatService, JobReply, TextReply
-from core.commands import (
+from core.chat.commands import (
     SETTING_KEYS,
     BanCommand,
     CancelCommand,
@@ -29,11 +29,11 @@ from core.commands import (
     SettingsCommand,
     StatsCommand,
 )
+from core.chat.followers import Followers
+from core.chat.messages import elapsed, status_text
+from core.chat.pacing import PacedStatus
 from core.engine import Engine
-from core.followers import Followers
-from core.handle import JobHandle
-from core.messages import elapsed, status_text
-from core.pacing import PacedStatus
+from core.engine.handle import JobHandle
 from platforms.discord.access import Access
 from platforms.discord.files import fit
 from platforms.discord.settings import DiscordSettings

@@ -10,7 +10,7 @@ from typing import Any
 from telethon import TelegramClient, errors
 
 from core import Job
-from core.messages import caption, truncate_words
+from core.chat.messages import caption, truncate_words
 
 log = logging.getLogger(__name__)
 CAPTION_LIMIT = 1024

@@ -10,11 +10,11 @@ from telethon.sessions import StringSession
 
 from core import EventKind, GenerationOptions, JobEvent, Platform, Requester, SakaiError
 from core.chat import ChatService, TextReply
-from core.commands import ImageCommand, parse_command
+from core.chat.commands import ImageCommand, parse_command
+from core.chat.followers import Followers
+from core.chat.messages import status_text
 from core.engine import Engine
-from core.followers import Followers
-from core.handle import JobHandle
-from core.messages import status_text
+from core.engine.handle import JobHandle
 from platforms.telegram import buttons
 from platforms.telegram.access import Access
 from platforms.telegram.delivery import send_image

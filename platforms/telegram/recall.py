@@ -33,7 +33,7 @@ def recall(engine: Engine, job_id: str, caption: str | None) -> Recalled | None:
 
 
 def from_caption(caption: str) -> Recalled | None:
-    """Parse the caption ``core.messages.caption`` wrote."""
+    """Parse the caption ``core.chat.messages.caption`` wrote."""
     lines = caption.splitlines()
     head = HEAD_RE.match(lines[0]) if lines else None
     if head is None:

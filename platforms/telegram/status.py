@@ -8,7 +8,7 @@ from typing import Any
 
 from telethon import errors
 
-from core.pacing import PacedStatus
+from core.chat.pacing import PacedStatus
 
 log = logging.getLogger(__name__)
 

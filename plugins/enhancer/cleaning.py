@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.messages import truncate_words
+from core.chat.messages import truncate_words
 
 PREAMBLE_RE = re.compile(
     r"^\s*(?:sure|okay|ok|certainly|of course|here(?:'s| is| are)|enhanced prompt|improved prompt|rewritten prompt|"

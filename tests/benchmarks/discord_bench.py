@@ -17,7 +17,7 @@ from discord import app_commands
 
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings
 from tests.benchmarks.engine_bench import Row

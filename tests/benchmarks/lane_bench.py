@@ -14,7 +14,7 @@ import time
 
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from tests.benchmarks.engine_bench import Row
 from tests.fakes.workers_ai import ACCOUNT, SDXL, TOKEN
 from tests.utils import request

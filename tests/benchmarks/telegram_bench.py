@@ -15,7 +15,7 @@ from telethon.tl import functions
 
 from core.config import EngineSettings, Settings
 from core.engine import Engine
-from core.plugins import create_plugin_host
+from core.hooks.host import create_plugin_host
 from platforms.telegram.platform import TelegramPlatform
 from platforms.telegram.settings import TelegramSettings
 from tests.benchmarks.engine_bench import Row

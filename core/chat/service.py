@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core import messages
-from core.account import AccountService
-from core.commands import (
+from core.chat import messages
+from core.chat.account import AccountService
+from core.chat.commands import (
     BanCommand,
     CancelCommand,
     Command,
@@ -25,8 +25,8 @@ from core.commands import (
     StatsCommand,
     parse_command,
 )
+from core.engine.handle import JobHandle
 from core.errors import SakaiError
-from core.handle import JobHandle
 from core.types import ImageRequest, Requester
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from core.handle import JobHandle
+from core.engine.handle import JobHandle
 
 DELIVERY_GRACE = 15.0
 

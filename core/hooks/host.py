@@ -16,8 +16,9 @@ from typing import Any
 
 import pluggy
 
-from core import defaults, hookspecs
-from core.hookcall import async_firstresult_impls
+from core import hookspecs
+from core.hooks import defaults
+from core.hooks.call import async_firstresult_impls
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 
+from core.engine.queue import LaneSnapshot, QueuedJob, QueueOrder
 from core.errors import QueueFull
-from core.queue import LaneSnapshot, QueuedJob, QueueOrder
 from core.types import Job
 
 

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from core.config import Settings, describe_validation
 from core.errors import ConfigError, SakaiError
+from core.hooks.registry import Registry
 from core.interfaces import ImageModel, ModelSettings, PlatformSettings
-from core.registry import Registry
 
 if TYPE_CHECKING:
     from core.engine import Engine

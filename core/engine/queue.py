@@ -2,7 +2,7 @@
 
 The engine owns one lane per model and as many workers per lane as the lane's concurrency; a
 worker ``take``s a job, runs it, and calls ``done``. Implementations decide the order inside a
-lane. The in-memory queue (``core.memory_queue``) is the embedded default; a Redis queue can
+lane. The in-memory queue (``core.engine.memory_queue``) is the embedded default; a Redis queue can
 share lanes across processes by claiming jobs in ``take`` with a lease and releasing it in
 ``done`` (a job whose worker died is delivered again), and a job store can refill a queue at
 start-up through ``put``, all without the engine changing.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from core.engine.handle import JobHandle
 from core.errors import UnknownModel
-from core.handle import JobHandle
 from core.store import JobStore
 from core.types import EventKind, Job, JobEvent, JobState
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.commands import OPTION_HELP
+from core.chat.commands import OPTION_HELP
 from core.types import EventKind, Job, JobEvent
 
 if TYPE_CHECKING:

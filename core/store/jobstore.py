@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.migrations import migrate
+from core.store.migrations import migrate
 from core.types import GenerationRequest, Image, ImageRequest, Job, JobState, Size
 
 T = TypeVar("T")

@@ -16,30 +16,30 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from core import continuity
-from core.admission import Admission
-from core.assembly import assemble
 from core.config import Settings, load_settings
-from core.defaults import DefaultModel
+from core.engine import continuity
+from core.engine.admission import Admission
+from core.engine.handle import JobHandle
+from core.engine.memory_queue import InMemoryQueue
+from core.engine.queue import JobQueue, LaneSnapshot, QueueOrder
+from core.engine.retry import RetryPolicy
+from core.engine.runner import JobRunner
+from core.engine.scheduler import LaneScheduler
 from core.errors import (
     ConfigError,
     JobCancelled,
     JobNotFound,
     ServiceStopping,
 )
-from core.handle import JobHandle
-from core.hookcall import lifecycle, notify
+from core.hooks.assembly import assemble
+from core.hooks.call import lifecycle, notify
+from core.hooks.defaults import DefaultModel
+from core.hooks.host import PluginHost, create_plugin_host
+from core.hooks.registry import Registry
 from core.http import create_http_client
 from core.interfaces import ImageModel, Platform
-from core.memory_queue import InMemoryQueue
-from core.plugins import PluginHost, create_plugin_host
-from core.queue import JobQueue, LaneSnapshot, QueueOrder
-from core.registry import Registry
-from core.retry import RetryPolicy
-from core.runner import JobRunner
-from core.scheduler import LaneScheduler
 from core.store import JobStore
-from core.store_observer import StoreObserver
+from core.store.observer import StoreObserver
 from core.types import EventKind, ImageRequest, Job, JobEvent, JobState, Requester
 
 log = logging.getLogger(__name__)

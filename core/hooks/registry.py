@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.hooks.host import PluginHost
 from core.interfaces import BackendType, ConfigSection, Enhancer, PlatformType
-from core.plugins import PluginHost
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from core.engine.ratelimit import UserRateLimiter
+from core.engine.validation import resolve
 from core.errors import QueueFull, UnknownModel
-from core.hookcall import pipeline
-from core.ratelimit import UserRateLimiter
+from core.hooks.call import pipeline
 from core.types import GenerationRequest, ImageRequest, Requester
-from core.validation import resolve
 
 if TYPE_CHECKING:
     from core.engine import Engine

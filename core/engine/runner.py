@@ -12,13 +12,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from core.engine.provenance import provenance, with_text_chunks
+from core.engine.retry import OnRetry
+from core.engine.validation import check_prompt
 from core.errors import BackendError, BackendTimeout, JobCancelled, SakaiError, UserError
-from core.hookcall import notify, pipeline
+from core.hooks.call import notify, pipeline
 from core.interfaces import Enhancer, ImageModel
-from core.provenance import provenance, with_text_chunks
-from core.retry import OnRetry
 from core.types import EventKind, Image, Job, JobState
-from core.validation import check_prompt
 
 if TYPE_CHECKING:
     from core.engine import Engine

@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.commands import BanCommand, HistoryCommand, ImageCommand, InfoCommand, SettingsCommand
+from core.chat.commands import BanCommand, HistoryCommand, ImageCommand, InfoCommand, SettingsCommand
+from core.engine.validation import parse_ratio
 from core.errors import InvalidCommand, JobNotFound, PermissionDenied, UserError
 from core.interfaces import BackendType
 from core.store import JobRecord, JobStore
 from core.types import GenerationOptions, Requester
-from core.validation import parse_ratio
 
 if TYPE_CHECKING:
     from core.engine import Engine

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.engine.validation import parse_ratio
 from core.errors import InvalidCommand, InvalidRequest
 from core.types import MAX_SEED, GenerationOptions
-from core.validation import parse_ratio
 
 IMAGE_USAGE = "Use /image=<model>=<prompt> or /image <prompt> [--ar 16:9] [--seed 42] [--no text] [--steps N] [--raw]."
 NAME_RE = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@(?P<bot>\w+))?")
