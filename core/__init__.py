@@ -22,6 +22,9 @@ from core.errors import (
     RateLimited,
     SakaiError,
     ServiceStopping,
+    StoreError,
+    StoreOpenError,
+    StoreUnavailable,
     UnknownModel,
     UserError,
 )
@@ -61,6 +64,8 @@ __all__ = [
     "ImageModel", "ImageRequest", "InvalidCommand", "InvalidImage", "InvalidRequest", "Job",
     "JobCancelled", "JobEvent", "JobNotFound", "JobRejected", "JobState", "ModelSettings",
     "PermissionDenied", "Platform", "PlatformSettings", "PlatformType", "Progress", "QueueFull",
-    "QuotaExceeded", "RateLimited", "Requester", "SakaiError", "ServiceStopping", "Size", "UnknownModel",
+    "QuotaExceeded", "RateLimited", "Requester", "SakaiError", "ServiceStopping", "Size",
+    "StoreError", "StoreOpenError",
+    "StoreUnavailable", "UnknownModel",
     "UserError", "__version__", "hookimpl", "sizes_for_area",
 ]

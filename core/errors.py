@@ -16,6 +16,9 @@ Hierarchy::
     ├── JobCancelled               cancelled by the user, an admin or shutdown
     ├── ServiceStopping            the bot is shutting down and takes no new requests
     ├── ConfigError                the configuration is invalid (names every bad key)
+    │   └── StoreOpenError         the job store file cannot be used (path, reason, what to do)
+    ├── StoreError                 the job store could not save or read (retryable)
+    │   └── StoreUnavailable       the store is failing; the engine admits nothing until it recovers
     └── BackendError               the model backend failed
         ├── BackendUnavailable     unreachable, 5xx, out of capacity (retryable)
         ├── BackendRateLimited     the backend asked us to slow down (retryable, retry_after)
@@ -137,6 +140,28 @@ class ConfigError(SakaiError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"Invalid configuration:\n{lines}")
+
+
+class StoreOpenError(ConfigError):
+    """The job store file cannot be opened: corrupt, newer schema, unreadable, unwritable or in use."""
+
+    def __init__(self, path: str, reason: str, advice: str) -> None:
+        super().__init__([f"store: {path}: {reason}. {advice}"])
+        self.path, self.reason, self.advice = path, reason, advice
+
+
+class StoreError(SakaiError):
+    """The job store could not save or read; nothing was acknowledged."""
+
+    default_message = "I couldn't save your request just now. Please try again in a moment."
+    retryable = True
+
+
+class StoreUnavailable(StoreError):
+    """The job store is failing; no new request is admitted until a write succeeds again."""
+
+    default_message = ("The bot can't save new requests right now (its storage is failing), so it isn't taking any. "
+                       "Please try again later.")
 
 
 class BackendError(SakaiError):
