@@ -163,6 +163,23 @@ class Engine:
         await self.emit(job, EventKind.QUEUED)
         return handle
 
+    async def begin_delivery(self, job_id: str) -> bool:
+        """A platform is about to send a result: ``True`` to go ahead, ``False`` to skip it.
+
+        ``False`` means it was delivered already, or a crash interrupted a send twice (the resend
+        after a crash is the only one allowed). Call ``delivered`` once the send succeeded.
+        """
+        if self.store is None:
+            return True
+        return await self.store.begin_delivery(job_id)
+
+    async def past_job(self, job_id: str) -> Job | None:
+        """A job by exact id, live or finished, with its whole request (for Reroll, Variation, /info)."""
+        job = self.recent_job(job_id)
+        if job is None and self.store is not None:
+            job = await self.store.job(job_id)
+        return job
+
     async def delivered(self, job_id: str) -> bool:
         """A platform delivered the image; ``False`` if it had been delivered already."""
         if self.store is None:

@@ -21,6 +21,7 @@ from core.store.migrations import migrate
 from core.types import GenerationRequest, Image, ImageRequest, Job, JobState, Size
 
 T = TypeVar("T")
+MAX_SENDS = 2  # the first send, and one resend when a crash left it "delivering"
 UNFINISHED = (JobState.QUEUED.value, JobState.ENHANCING.value, JobState.GENERATING.value)
 
 
@@ -130,6 +131,18 @@ class JobStore:
         """Hold a finished image until its platform confirms delivery."""
         await self._run(self._write, "INSERT OR REPLACE INTO pending_results (job_id, data) VALUES (?, ?)",
                         (job_id, data))
+
+    async def begin_delivery(self, job_id: str) -> bool:
+        """Record that a send is about to start; ``False`` if delivered, or already resent once after a crash."""
+        changed = await self._run(self._write, "UPDATE jobs SET delivery_attempts = delivery_attempts + 1,"
+                                               " delivering_at = ? WHERE id = ? AND delivered_at IS NULL"
+                                               " AND delivery_attempts < ?", (time.time(), job_id, MAX_SENDS))
+        return changed == 1
+
+    async def job(self, job_id: str) -> Job | None:
+        """One stored job by its exact id, request included, without image bytes."""
+        rows = await self._run(self._read, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
 
     async def mark_delivered(self, job_id: str) -> bool:
         """Record delivery once; ``False`` if it was already recorded (never deliver twice)."""

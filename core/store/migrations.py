@@ -41,6 +41,14 @@ STEPS: tuple[str, ...] = (
     CREATE TABLE bans (user_key TEXT PRIMARY KEY, banned_by TEXT NOT NULL, at REAL NOT NULL);
     CREATE INDEX jobs_by_day ON jobs (platform, user_id, model, created_at);
     """,
+    # 3: durable attempts (runs, crashes) and honest delivery (delivering before the send, delivered after)
+    """
+    ALTER TABLE jobs ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN delivery_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN delivering_at REAL;
+    CREATE INDEX jobs_by_finish ON jobs (finished_at);
+    """,
 )
 LATEST = len(STEPS)
 
