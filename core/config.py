@@ -43,6 +43,8 @@ class EngineSettings(BaseModel):
     shutdown_grace: float = Field(default=30.0, ge=0)
     admins: list[str] = Field(default_factory=list)
     daily_quota: int | None = Field(default=None, ge=1, description="images per user per model per UTC day")
+    max_crashes: int = Field(default=2, ge=1, le=100,
+                             description="a job running when the process died this often is failed, not retried")
 
     @field_validator("rate_limit")
     @classmethod
@@ -65,6 +67,8 @@ class StoreSettings(BaseModel):
     archive_dir: str | None = Field(default=None, description="keep every image here too")
     archive_days: int = Field(default=30, ge=1, le=3650, description="delete archived images older than this")
     history_limit: int = Field(default=10, ge=1, le=100)
+    busy_timeout: float = Field(default=5.0, gt=0, le=600, description="seconds a write waits for a locked file")
+    retention_days: float = Field(default=30.0, gt=0, description="finished jobs older than this are deleted")
 
 
 class LoggingSettings(BaseModel):

@@ -5,15 +5,17 @@ from __future__ import annotations
 import abc
 import asyncio
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.types import GenerationRequest, Image, ImageRequest, Size
 
 if TYPE_CHECKING:
+    import httpx
+
     from core.engine import Engine
 
 
@@ -104,6 +106,26 @@ class Enhancer(abc.ABC):
         """Return the improved prompt."""
 
 
+@runtime_checkable
+class EngineView(Protocol):
+    """What plugins receive as ``engine``: all a backend, enhancer or observer needs, and no more."""
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (one connection pool for every backend)."""
+
+    @property
+    def models(self) -> Mapping[str, ImageModel]:
+        """The configured models by name."""
+
+    @property
+    def enhancers(self) -> Sequence[Enhancer]:
+        """The prompt enhancers in the order they run."""
+
+    def plugin_config(self, name: str) -> BaseModel | None:
+        """A plugin's validated ``[plugins.<name>]`` table, or its defaults if absent."""
+
+
 class Platform(abc.ABC):
     """A chat platform adapter: it translates, the engine does the work."""
 
@@ -144,7 +166,7 @@ class PlatformSettings(BaseModel):
     enabled: bool = False
 
 
-ModelFactory = Callable[[str, Any, "Engine"], ImageModel]
+ModelFactory = Callable[[str, Any, EngineView], ImageModel]
 PlatformFactory = Callable[[Any], Platform]
 
 

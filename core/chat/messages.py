@@ -77,13 +77,9 @@ def models_text(engine: Engine) -> str:
 
 def queue_text(engine: Engine, requester: Requester) -> str:
     """The ``/queue`` answer: every lane's load, and where the caller's jobs stand."""
-    lines = []
-    for name, lane in sorted(engine.snapshot().items()):
-        running = len(engine.running(name))
-        lines.append(f"• {name}: {running}/{engine.concurrency(name)} running, {len(lane.waiting)} waiting")
-    mine = [j for j in engine.jobs.values() if j.request.requester.user_id == requester.user_id
-            and j.request.requester.platform == requester.platform]
-    for job in sorted(mine, key=lambda j: j.created_at):
+    lines = [f"• {lane.name}: {lane.running}/{lane.concurrency} running, {lane.waiting} waiting"
+             for lane in sorted(engine.lane_loads(), key=lambda lane: lane.name)]
+    for job in engine.jobs_of(requester):  # what this user has, never a walk over the whole lane
         where = f"position {job.position}" if job.position else job.state.value
         lines.append(f"  your job {job.id} ({job.model}): {where}")
     return "Queue:\n" + "\n".join(lines) if lines else "The queue is empty."

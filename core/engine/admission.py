@@ -1,63 +1,72 @@
-"""Who may queue what: the model, the request's validity, plugin vetoes, caps and the rate limit.
+"""Who may queue what: the model, the request's validity, bans, plugin vetoes, caps and the rate limit.
 
 Every check runs before anything changes, so a refused request leaves no trace and uses up no rate.
+The daily quota is not checked here: it is reserved atomically with the job's durable write.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from core.config import EngineSettings
 from core.engine.ratelimit import UserRateLimiter
 from core.engine.validation import resolve
-from core.errors import QueueFull, UnknownModel
+from core.errors import PermissionDenied, QueueFull, UnknownModel
 from core.hooks.call import pipeline
+from core.interfaces import ImageModel
 from core.types import GenerationRequest, ImageRequest, Requester
 
-if TYPE_CHECKING:
-    from core.engine import Engine
+Banned = Callable[[str], Awaitable[bool]]
 
 
 class Admission:
-    """The engine's door: checks a request, and counts what each user has pending."""
+    """The engine's door: checks a request against models, bans, plugins, caps and the rate."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.limiter = UserRateLimiter(engine.settings.engine.rate_limit)
-        self.pending: Counter[str] = Counter()
+    def __init__(self, models: dict[str, ImageModel], hook: Any, view: object, settings: EngineSettings,
+                 pending: Counter[str], banned: Banned | None = None) -> None:
+        self.models = models
+        self.hook = hook
+        self.view = view
+        self.settings = settings
+        self.pending = pending
+        self.banned = banned
+        self.limiter = UserRateLimiter(settings.rate_limit)
 
     def choose_model(self, request: ImageRequest) -> str:
         """The model a request runs on, or ``UnknownModel`` listing the available ones."""
-        models = self.engine.models
         if request.model is not None:
             name = request.model.strip().lower()
-            if name not in models:
-                raise UnknownModel(request.model, list(models))
+            if name not in self.models:
+                raise UnknownModel(request.model, list(self.models))
             return name
-        chosen = self.engine.hook.select_model(request=request, models=models)
-        if chosen not in models:
-            raise UnknownModel(str(chosen), list(models))
-        return chosen
+        chosen = self.hook.select_model(request=request, models=self.models)
+        if chosen not in self.models:
+            raise UnknownModel(str(chosen), list(self.models))
+        return str(chosen)
 
     def is_admin(self, requester: Requester) -> bool:
         """Admins skip caps, rate limits and quotas, and may cancel anyone's job."""
-        return requester.is_admin or f"{requester.platform}:{requester.user_id}" in self.engine.settings.engine.admins
+        return requester.is_admin or f"{requester.platform}:{requester.user_id}" in self.settings.admins
 
     async def check(self, request: ImageRequest) -> tuple[str, GenerationRequest]:
         """The model and resolved request, or the ``SakaiError`` that refuses it; counts nothing."""
         name = self.choose_model(request)
-        generation = resolve(request, self.engine.models[name].capabilities)
-        hook = self.engine.hook.admit_request
+        generation = resolve(request, self.models[name].capabilities)
+        user = f"{request.requester.platform}:{request.requester.user_id}"
+        if self.banned is not None and await self.banned(user):
+            raise PermissionDenied("You are banned from using this bot.")
+        hook = self.hook.admit_request
         if hook.get_hookimpls():
-            await pipeline(hook, request=request, model=name, engine=self.engine)
+            await pipeline(hook, request=request, model=name, engine=self.view)
         if not self.is_admin(request.requester):
-            user = f"{request.requester.platform}:{request.requester.user_id}"
             self._check_cap(user)
             self.limiter.check(user)
         return name, generation
 
     def _check_cap(self, user: str) -> None:
-        cap = self.engine.settings.engine.max_pending_per_user
+        cap = self.settings.max_pending_per_user
         if self.pending[user] >= cap:
             raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
 

@@ -1,53 +1,56 @@
-"""The engine: admits requests, schedules them in per-model lanes, runs them, reports events.
+"""The engine: the one composer. It builds each part with exactly what that part uses.
 
 It knows platforms and backends only through what plugins registered; it never imports one.
+Parts never see the engine: the runner gets models, enhancers, lanes and the event path; the
+scheduler gets lanes, the queue, the runner, the event path and the job table; plugins get an
+``EngineView``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
 from core.config import Settings, load_settings
-from core.engine import continuity
 from core.engine.admission import Admission
+from core.engine.continuity import Continuity
+from core.engine.events import EventPath
 from core.engine.handle import JobHandle
+from core.engine.health import StoreHealth
+from core.engine.jobs import JobTable
+from core.engine.lanes import Lanes
 from core.engine.memory_queue import InMemoryQueue
-from core.engine.queue import JobQueue, LaneSnapshot, QueueOrder
-from core.engine.retry import RetryPolicy
+from core.engine.queue import JobQueue, LaneLoad, LaneSnapshot, QueueOrder
 from core.engine.runner import JobRunner
 from core.engine.scheduler import LaneScheduler
 from core.errors import (
     ConfigError,
     JobCancelled,
     JobNotFound,
+    QueueFull,
     ServiceStopping,
+    StoreError,
+    UserError,
 )
 from core.hooks.assembly import assemble
-from core.hooks.call import lifecycle, notify
+from core.hooks.call import lifecycle
 from core.hooks.defaults import DefaultModel
 from core.hooks.host import PluginHost, create_plugin_host
 from core.hooks.registry import Registry
 from core.http import create_http_client
-from core.interfaces import ImageModel, Platform
+from core.interfaces import Enhancer, ImageModel, Platform
 from core.store import JobStore
-from core.store.observer import StoreObserver
-from core.types import EventKind, ImageRequest, Job, JobEvent, JobState, Requester
+from core.store.archive import ImageArchive
+from core.types import EventKind, ImageRequest, Job, JobState, Requester
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
-RECENT_JOBS = 1000
-FINAL_KINDS = {JobState.DONE: EventKind.DONE, JobState.FAILED: EventKind.FAILED,
-               JobState.CANCELLED: EventKind.CANCELLED}
 
 
 class Engine:
@@ -58,34 +61,44 @@ class Engine:
         self.settings = settings
         self.host = host
         self.hook = host.hook
-        host.add(DefaultModel(settings.engine.default_model), "sakaibot.default-model", source="core")
-        self.store: JobStore | None = None
-        if settings.store.path:
-            self.store = JobStore(settings.store.path)
-            observer = StoreObserver(self.store, settings.store.archive_dir, settings.store.archive_days)
-            host.add(observer, "sakaibot.store", source="core")
-        self.registry = Registry()
         self._http = http
-        self.registry.collect(host, self)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        host.add(DefaultModel(settings.engine.default_model), "sakaibot.default-model", source="core")
+        if settings.store.archive_dir:
+            archive = ImageArchive(settings.store.archive_dir, settings.store.archive_days)
+            host.add(archive, "sakaibot.archive", source="core")
+        self._build_plugins(settings)
+        self._build_parts(settings, queue)
+
+    def _build_plugins(self, settings: Settings) -> None:
+        self.models: dict[str, ImageModel] = {}
+        self.registry = Registry()
+        self.registry.collect(host=self.host, engine=self)
         built = assemble(settings, self.registry, self)
-        self.models: dict[str, ImageModel] = built.models
+        self.models.update(built.models)
         self.model_settings = built.model_settings
         self.platform_settings = built.platform_settings
         self.plugin_settings = built.plugin_settings
-        self.registry.collect_enhancers(host, self)
+        self.registry.collect_enhancers(self.host, self)
+
+    def _build_parts(self, settings: Settings, queue: JobQueue | None) -> None:
+        path = settings.store.path
+        self.store = JobStore(path, busy_timeout=settings.store.busy_timeout) if path else None
+        self.health = StoreHealth(self.store)
+        self.lanes = Lanes(self.models, self.model_settings, settings.engine)
         self.queue: JobQueue = queue or InMemoryQueue()
-        self.admission = Admission(self)
-        self.runner = JobRunner(self)
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self.scheduler = LaneScheduler(self)
-        self.jobs: dict[str, Job] = {}
-        self._handles: dict[str, JobHandle] = {}
-        self._policies: dict[str, RetryPolicy] = {}
-        self._recent: OrderedDict[str, Job] = OrderedDict()
-        self.parking = False
-        self._accepting = False
-        self._stopped = False
-        self._closed = False
+        self.table = JobTable()
+        self.events = EventPath(self.table, self.hook, self, self.store, self.render_error, self.health.failed)
+        self.admission = Admission(self.models, self.hook, self, settings.engine, self.table.pending,
+                                   self.store.is_banned if self.store else None)
+        self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hook, self,
+                                lambda delay: self.sleep(delay))
+        self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
+                                       self.health.writable)
+        self.continuity = (Continuity(self.store, self.table, self.events, list(self.models), self.requeue,
+                                      self.render_error) if self.store else None)
+        self._inflight: dict[str, int] = dict.fromkeys(self.models, 0)
+        self._accepting = self._stopped = self._closed = False
         order = QueueOrder(settings.engine.queue_order)
         for name in self.models:
             self.queue.add_lane(name, order, settings.engine.max_queue_per_lane)
@@ -100,30 +113,18 @@ class Engine:
         host = create_plugin_host(load_entry_points=load_entry_points, extra=plugins)
         return cls(settings, host, **kwargs)
 
+    # ----------------------------------------------------------------- what plugins see (EngineView)
     @property
     def http(self) -> httpx.AsyncClient:
         """The shared HTTP client, created on first use."""
         if self._http is None:
-            self._http = create_http_client(sum(self.concurrency(name) for name in self.models))
+            self._http = create_http_client(self.lanes.total_concurrency())
         return self._http
 
-    def concurrency(self, model: str) -> int:
-        """How many jobs of ``model`` may run at once: config, else the model's default."""
-        configured = self.model_settings[model].concurrency
-        return configured or self.models[model].capabilities.default_concurrency
-
-    def model_timeout(self, model: str) -> float:
-        """Seconds one attempt of ``model`` may take."""
-        return self.model_settings[model].timeout
-
-    def retry_policy(self, model: str) -> RetryPolicy:
-        """The retry rules for ``model``."""
-        policy = self._policies.get(model)
-        if policy is None:
-            engine = self.settings.engine
-            attempts = self.model_settings[model].max_attempts or engine.max_attempts
-            policy = self._policies[model] = RetryPolicy(attempts, engine.retry_initial_delay, engine.retry_max_delay)
-        return policy
+    @property
+    def enhancers(self) -> Sequence[Enhancer]:
+        """The prompt enhancers, in the order they run."""
+        return self.registry.enhancers
 
     def plugin_config(self, name: str) -> BaseModel | None:
         """A plugin's validated ``[plugins.<name>]`` table, or its defaults if absent."""
@@ -134,121 +135,97 @@ class Engine:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Run startup hooks, then start a worker per unit of lane concurrency."""
+        """Open the store (counting crashed runs), run startup hooks, then start the lane workers."""
         if self.store is not None:
             await self.store.open()
+            assert self.continuity is not None
+            await self.continuity.recover(self.settings.engine.max_crashes)
         if self._http is None:  # building an SSL context reads the CA bundle: keep it off the loop
-            total = sum(self.concurrency(name) for name in self.models)
-            self._http = await asyncio.to_thread(create_http_client, total)
+            self._http = await asyncio.to_thread(create_http_client, self.lanes.total_concurrency())
         await lifecycle(self.hook.startup, raise_errors=True, engine=self)
         self.scheduler.start()
+        self.health.start(self.settings.store.retention_days)
         await asyncio.sleep(0)  # let the workers park in take(), so the first jobs go straight to them
         self._accepting = True
         log.info("engine started with models %s", ", ".join(self.models))
 
     async def resume(self, platform: str) -> list[JobHandle]:
-        """Jobs ``platform`` left when the last process stopped, queued again in their original order.
+        """Jobs ``platform`` left when the last process stopped: results to deliver, then jobs to run.
 
         A platform calls this once it is ready to deliver. Jobs of platforms that never ask (a one-off
         ``sakaibot generate``) stay in the store.
         """
-        return [] if self.store is None else await continuity.resume(self, self.store, platform)
+        return [] if self.continuity is None else await self.continuity.resume(platform)
 
     async def requeue(self, job: Job) -> JobHandle:
         """Put a stored job back in its lane, past the caps it already passed once."""
         job.state, job.position, job.started_at = JobState.QUEUED, None, None
-        handle = self._track(job)
+        handle = self.table.track(job)
         await self.queue.put(job, force=True)
         self.scheduler.mark_dirty(job.model)
-        await self.emit(job, EventKind.QUEUED)
+        await self.events.emit(job, EventKind.QUEUED)
         return handle
-
-    async def begin_delivery(self, job_id: str) -> bool:
-        """A platform is about to send a result: ``True`` to go ahead, ``False`` to skip it.
-
-        ``False`` means it was delivered already, or a crash interrupted a send twice (the resend
-        after a crash is the only one allowed). Call ``delivered`` once the send succeeded.
-        """
-        if self.store is None:
-            return True
-        return await self.store.begin_delivery(job_id)
-
-    async def past_job(self, job_id: str) -> Job | None:
-        """A job by exact id, live or finished, with its whole request (for Reroll, Variation, /info)."""
-        job = self.recent_job(job_id)
-        if job is None and self.store is not None:
-            job = await self.store.job(job_id)
-        return job
-
-    async def delivered(self, job_id: str) -> bool:
-        """A platform delivered the image; ``False`` if it had been delivered already."""
-        if self.store is None:
-            return True
-        return await self.store.mark_delivered(job_id)
 
     async def stop(self, grace: float | None = None) -> None:
         """``quiesce`` then ``close``: no job left running, every resource released."""
-        await self.quiesce(grace)
-        await self.close()
+        try:
+            await self.quiesce(grace)
+        finally:
+            await self.close()
 
     async def quiesce(self, grace: float | None = None) -> None:
         """Stop accepting; suspend (with a store) or cancel waiting jobs; give running ones ``grace`` s.
 
-        Platforms are still up meanwhile, so the last results and messages reach their users.
+        Platforms are still up meanwhile, so the last results and messages reach their users. Whatever
+        fails on the way, the workers are stopped: a second call must never find them still running.
         """
         if self._stopped:
             return
-        self._stopped = True
-        self._accepting = False
+        self._stopped, self._accepting = True, False
         grace = self.settings.engine.shutdown_grace if grace is None else grace
-        self.parking = self.store is not None
-        if self.parking:
-            await self._suspend_waiting()
-        else:
-            await self._cancel_waiting(SHUTDOWN_MESSAGE)
-        await self.scheduler.drain(grace, self._cancelled_by_shutdown)
-        await self.queue.close()
-        await self.scheduler.stop()
+        self.runner.parking = self.store is not None
+        try:
+            await self._set_aside_waiting()
+            await self.scheduler.drain(grace, self._cancelled_by_shutdown)
+        finally:
+            await self.queue.close()
+            await self.scheduler.stop()
+            await self.health.stop()
 
     async def close(self) -> None:
         """Shutdown hooks, then models, HTTP client and store; once, after ``quiesce``."""
         if self._closed:
             return
         self._closed = True
-        await self.quiesce()
-        await lifecycle(self.hook.shutdown, raise_errors=False, engine=self)
-        await self._close_resources()
-        if self.store is not None:
-            await self.store.close()
+        try:
+            await self.quiesce()
+        finally:
+            await lifecycle(self.hook.shutdown, raise_errors=False, engine=self)
+            await self._close_resources()
         log.info("engine stopped")
 
-    async def _cancel_waiting(self, message: str) -> None:
-        for job in [j for j in self.jobs.values() if j.state is JobState.QUEUED]:
-            if await self.queue.remove(job.id) is not None:
-                await self.finish(job, JobState.CANCELLED, JobCancelled(message))
-
-    async def _suspend_waiting(self) -> None:
-        """With a store, waiting jobs stay saved as queued and run after the restart."""
-        for job in [j for j in self.jobs.values() if j.state is JobState.QUEUED]:
-            if await self.queue.remove(job.id) is not None:
-                await continuity.suspend(self, job)
-
-    async def park(self, job: Job) -> None:
-        """An interrupted job is kept for the next start (used by the runner when stopping)."""
-        await continuity.suspend(self, job)
+    async def _set_aside_waiting(self) -> None:
+        """Waiting jobs stay saved as queued (with a store) or are cancelled (without one)."""
+        for job in self.table.waiting():
+            if await self.queue.remove(job.id) is None:
+                continue
+            if self.store is not None:
+                await self.events.suspend(job)
+            else:
+                await self.events.finish(job, JobState.CANCELLED, JobCancelled(SHUTDOWN_MESSAGE))
 
     def _cancelled_by_shutdown(self, job_id: str) -> None:
-        if not self.parking and job_id in self.jobs:
-            self.jobs[job_id].error = JobCancelled(SHUTDOWN_MESSAGE)
+        job = self.table.get(job_id)
+        if not self.runner.parking and job is not None:
+            job.error = JobCancelled(SHUTDOWN_MESSAGE)
 
     async def _close_resources(self) -> None:
         for model in self.models.values():
-            try:
-                await model.aclose()
-            except Exception:
-                log.exception("model %s failed to close", model.name)
+            await _quietly(model.aclose(), f"model {model.name} failed to close")
         if self._http is not None:
-            await self._http.aclose()
+            await _quietly(self._http.aclose(), "the HTTP client failed to close")
+        if self.store is not None:
+            await _quietly(self.store.close(), "the job store failed to close")
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -259,21 +236,50 @@ class Engine:
 
     # ----------------------------------------------------------------- requests
     async def submit(self, request: ImageRequest) -> JobHandle:
-        """Admit a request and queue it; raise a ``SakaiError`` and change nothing if refused."""
+        """Admit a request and queue it; raise a ``SakaiError`` and change nothing if refused.
+
+        With a store, the job is queued only once its row is committed: an acknowledged request
+        survives a crash, and a failed write is a refusal the user sees.
+        """
         if not self._accepting:
             raise ServiceStopping()
+        self.health.check()
         name, generation = await self.admission.check(request)
-        job = Job(id=self._new_id(), request=request, model=name, generation=generation)
-        handle = self._track(job)
+        self._reserve_room(name)
+        job = Job(id=self.table.new_id(), request=request, model=name, generation=generation)
+        handle = self.table.track(job)
         try:
-            await self.queue.put(job)
+            await self._write_enqueue(job)
+            await self.queue.put(job, force=True)
         except BaseException:
-            self.forget(job)
+            self.table.release(job)
             raise
+        finally:
+            self._inflight[name] -= 1
         self.admission.admitted(request)
         self.scheduler.mark_dirty(name)
-        await self.emit(job, EventKind.QUEUED)
+        await self.events.emit(job, EventKind.QUEUED)
         return handle
+
+    def _reserve_room(self, lane: str) -> None:
+        """A place in ``lane``, counting jobs whose durable write is still in flight."""
+        if self.queue.waiting(lane) + self._inflight[lane] >= self.lanes.capacity:
+            raise QueueFull(f"The {lane} queue is full ({self.queue.waiting(lane)} waiting). "
+                            "Try again in a few minutes.")
+        self._inflight[lane] += 1
+
+    async def _write_enqueue(self, job: Job) -> None:
+        if self.store is None:
+            return
+        quota = None
+        if not self.admission.is_admin(job.request.requester):
+            quota = self.model_settings[job.model].daily_quota or self.settings.engine.daily_quota
+        try:
+            await self.store.enqueue(job, quota)
+        except StoreError as exc:
+            log.error("job store refused a new job: %s", exc)
+            self.health.failed(exc)
+            raise
 
     def choose_model(self, request: ImageRequest) -> str:
         """The model a request runs on, or ``UnknownModel`` listing the available ones."""
@@ -283,37 +289,58 @@ class Engine:
         """Admins skip caps, rate limits and quotas, and may cancel anyone's job."""
         return self.admission.is_admin(requester)
 
-    def _new_id(self) -> str:
-        while True:
-            job_id = secrets.token_hex(6)
-            if job_id not in self.jobs:
-                return job_id
-
-    def _track(self, job: Job) -> JobHandle:
-        handle = JobHandle(job)
-        self.jobs[job.id] = job
-        self._handles[job.id] = handle
-        self.admission.pending[job.user_key] += 1
-        return handle
-
-    def forget(self, job: Job) -> None:
-        """Stop tracking ``job`` in this process (it finished, or is kept for the next one)."""
-        self.jobs.pop(job.id, None)
-        self._handles.pop(job.id, None)
-        pending = self.admission.pending
-        pending[job.user_key] -= 1
-        if pending[job.user_key] <= 0:
-            del pending[job.user_key]
+    @property
+    def jobs(self) -> Mapping[str, Job]:
+        """This process's live jobs by id."""
+        return self.table.live
 
     def handle(self, job_id: str) -> JobHandle | None:
         """The handle of a live job, to follow its events (e.g. after a platform reconnects)."""
-        return self._handles.get(job_id)
+        return self.table.handle(job_id)
+
+    # ----------------------------------------------------------------- delivery
+    async def begin_delivery(self, job_id: str) -> bool:
+        """A platform is about to send a result: ``True`` to go ahead, ``False`` to skip it.
+
+        ``False`` means it was delivered already, or a crash interrupted a send twice (the resend
+        after a crash is the only one allowed). Call ``delivered`` once the send succeeded. When the
+        store fails, the answer is ``True``: an image sent twice beats an image never sent.
+        """
+        if self.store is None:
+            return True
+        try:
+            return await self.store.begin_delivery(job_id)
+        except StoreError as exc:
+            self.health.failed(exc)
+            return True
+
+    async def delivered(self, job_id: str) -> bool:
+        """A platform delivered the image; ``False`` if it had been delivered already."""
+        if self.store is None:
+            return True
+        try:
+            return await self.store.mark_delivered(job_id)
+        except StoreError as exc:
+            self.health.failed(exc)
+            return True
+
+    async def past_job(self, job_id: str) -> Job | None:
+        """A job by exact id, live or finished, with its whole request (for Reroll, Variation, /info)."""
+        job = self.table.recent(job_id)
+        if job is None and self.store is not None:
+            job = await self.store.job(job_id)
+        return job
+
+    def recent_job(self, job_id: str) -> Job | None:
+        """A live job, or a finished one this process still remembers (its request, not its image)."""
+        return self.table.recent(job_id)
 
     # ----------------------------------------------------------------- cancel and look up
     def find_job(self, job_id: str | None, by: Requester) -> Job:
         """A live job by id or unique id prefix; without an id, the caller's newest job."""
-        visible = [j for j in self.jobs.values()
-                   if self._may_touch(j, by) and not isinstance(j.error, JobCancelled)]
+        mine = self.table.of_user(f"{by.platform}:{by.user_id}")
+        candidates = list(self.table.live.values()) if self.is_admin(by) else mine
+        visible = [j for j in candidates if not isinstance(j.error, JobCancelled)]
         if job_id:
             key = job_id.strip().lower()
             visible = [j for j in visible if j.id.startswith(key)]
@@ -324,36 +351,53 @@ class Engine:
             raise JobNotFound(f"'{job_id}' matches several jobs; give more of the id.")
         return max(visible, key=lambda j: j.created_at)
 
-    def _may_touch(self, job: Job, by: Requester) -> bool:
-        owner = job.request.requester
-        return self.is_admin(by) or (owner.platform, owner.user_id) == (by.platform, by.user_id)
-
     async def cancel(self, job_id: str | None, by: Requester) -> Job:
-        """Cancel a waiting or running job of ``by`` (any job, for an admin)."""
+        """Cancel a waiting or running job of ``by`` (any job, for an admin); returns once it has ended."""
         job = self.find_job(job_id, by)
+        if self.events.finishing(job):
+            raise UserError(f"Job {job.id} has already finished.")
         mine = job.request.requester.user_id == by.user_id
         error = JobCancelled("Cancelled." if mine else "Cancelled by an admin.")
         if await self.queue.remove(job.id) is not None:
             self.scheduler.mark_dirty(job.model)
-            await self.finish(job, JobState.CANCELLED, error)
+            await self.events.finish(job, JobState.CANCELLED, error)
             return job
         task = self.scheduler.running.get(job.id)
         if task is None:  # handed to a worker that has not started it yet: it will skip the job
-            await self.finish(job, JobState.CANCELLED, error)
+            await self.events.finish(job, JobState.CANCELLED, error)
             return job
+        handle = self.table.handle(job.id)
         job.error = error
-        handle = self._handles[job.id]
         task.cancel()
-        await handle.wait()
+        if handle is not None:
+            await handle.wait()
         return job
 
+    def lane_loads(self) -> list[LaneLoad]:
+        """Every lane's waiting and running counts, in O(lanes + running jobs)."""
+        running: dict[str, int] = dict.fromkeys(self.models, 0)
+        for job_id in self.scheduler.running:
+            job = self.table.get(job_id)
+            if job is not None:
+                running[job.model] += 1
+        return [LaneLoad(name, self.queue.waiting(name), running[name], self.lanes.concurrency(name))
+                for name in self.models]
+
+    def jobs_of(self, requester: Requester) -> list[Job]:
+        """One user's live jobs, oldest first."""
+        return self.table.of_user(f"{requester.platform}:{requester.user_id}")
+
     def snapshot(self) -> dict[str, LaneSnapshot]:
-        """Every lane's waiting jobs in the order they will run."""
+        """Every lane's waiting jobs in the order they will run (O(lane): for tests and tools, not chat)."""
         return {name: self.queue.snapshot(name) for name in self.models}
+
+    def concurrency(self, model: str) -> int:
+        """How many jobs of ``model`` may run at once."""
+        return self.lanes.concurrency(model)
 
     @property
     def position_interval(self) -> float:
-        """Seconds between position pushes in one lane."""
+        """Seconds between position pushes in one lane (at least)."""
         return self.scheduler.position_interval
 
     @position_interval.setter
@@ -362,64 +406,17 @@ class Engine:
 
     def running(self, model: str | None = None) -> list[Job]:
         """Jobs being enhanced or generated now."""
-        return [j for j in self.jobs.values()
-                if j.state in (JobState.ENHANCING, JobState.GENERATING) and model in (None, j.model)]
-
-    # ----------------------------------------------------------------- events
-    async def emit(self, job: Job, kind: EventKind, **fields: Any) -> None:
-        """Deliver an event to the job's handle and to ``on_job_event`` observers."""
-        event = JobEvent(kind, job, **fields)
-        # Observers first: the job store has written a state before any platform acts on it.
-        await notify(self.hook.on_job_event, event=event, engine=self)
-        handle = self._handles.get(job.id)
-        if handle is not None:
-            handle.push(event)
-
-    async def set_state(self, job: Job, state: JobState, kind: EventKind) -> None:
-        """Move a running job to ``state`` and tell everyone."""
-        job.state = state
-        job.position = None
-        await self.emit(job, kind)
-
-    async def finish(self, job: Job, state: JobState, error: BaseException | None = None) -> None:
-        """Record a job's end and emit its final event, exactly once."""
-        if job.state.finished:
-            return
-        job.state, job.error, job.finished_at = state, error, time.time()
-        message = self.render_error(job, error) if error is not None else None
-        await self.emit(job, FINAL_KINDS[state], message=message)
-        self.forget(job)
-        self.remember(job)
-
-    def remember(self, job: Job) -> None:
-        """Keep a finished job in memory for buttons and /info (the last ``RECENT_JOBS``)."""
-        self._recent[job.id] = job
-        if len(self._recent) > RECENT_JOBS:
-            self._recent.popitem(last=False)
-
-    def recent_job(self, job_id: str) -> Job | None:
-        """A finished job still in memory (the last ``RECENT_JOBS``), e.g. for a reroll button."""
-        return self._recent.get(job_id) or self.jobs.get(job_id)
-
-    def progress_for(self, job: Job) -> Callable[..., Awaitable[None]]:
-        """The callback a model calls to report progress on ``job``."""
-        async def progress(fraction: float, preview: bytes | None = None) -> None:
-            await self.emit(job, EventKind.PROGRESS, progress=min(1.0, max(0.0, float(fraction))),
-                            preview=preview)
-        return progress
+        return self.table.running(model)
 
     def render_error(self, job: Job | None, error: BaseException) -> str:
         """The text a user sees for ``error``, from the ``render_error`` hook."""
-        return self.hook.render_error(job=job, error=error)
+        return str(self.hook.render_error(job=job, error=error))
 
     # ----------------------------------------------------------------- platforms
     def enabled_platforms(self) -> list[Platform]:
         """Create the platforms enabled in config."""
-        created = []
-        for name, settings in self.platform_settings.items():
-            if settings.enabled:
-                created.append(self.registry.platforms[name].create(settings))
-        return created
+        return [self.registry.platforms[name].create(settings)
+                for name, settings in self.platform_settings.items() if settings.enabled]
 
     async def serve(self, platforms: list[Platform] | None = None) -> None:
         """Start the platforms and serve until every one of them is done or this is cancelled."""

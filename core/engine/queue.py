@@ -42,6 +42,16 @@ class LaneSnapshot:
     waiting: tuple[QueuedJob, ...]
 
 
+@dataclass(slots=True, frozen=True)
+class LaneLoad:
+    """What ``/queue`` shows for one lane; cheap to build however long the lane is."""
+
+    name: str
+    waiting: int
+    running: int
+    concurrency: int
+
+
 class JobQueue(Protocol):
     """Where queued jobs wait for a worker of their model's lane."""
 

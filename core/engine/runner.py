@@ -10,8 +10,11 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from core.engine.events import EventPath
+from core.engine.lanes import Lanes
 from core.engine.provenance import provenance, with_text_chunks
 from core.engine.retry import OnRetry
 from core.engine.validation import check_prompt
@@ -20,32 +23,45 @@ from core.hooks.call import notify, pipeline
 from core.interfaces import Enhancer, ImageModel
 from core.types import EventKind, Image, Job, JobState
 
-if TYPE_CHECKING:
-    from core.engine import Engine
-
 log = logging.getLogger(__name__)
 
 
 class JobRunner:
     """Takes one claimed job to its end state."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, models: dict[str, ImageModel], enhancers: list[Enhancer], lanes: Lanes,
+                 events: EventPath, hook: Any, view: object, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self.models = models
+        self.enhancers = enhancers
+        self.lanes = lanes
+        self.events = events
+        self.hook = hook
+        self.view = view
+        self.sleep = sleep
+        self.parking = False  # set on shutdown with a store: interrupted jobs are kept, not cancelled
 
     async def run(self, job: Job) -> None:
-        """Run ``job``; its final event is always emitted, whatever happens."""
-        model = self.engine.models[job.model]
-        job.started_at = time.time()
+        """Run ``job``; its final event is always emitted, whatever happens.
+
+        Raises ``StoreError`` without running anything when the start cannot be recorded.
+        """
+        model = self.models[job.model]
+        enhance = bool(self.enhancers) and job.request.options.enhance is not False
+        if enhance:
+            await self.events.start(job, JobState.ENHANCING, EventKind.ENHANCING)
+        else:
+            await self.events.start(job, JobState.GENERATING, EventKind.GENERATING)
         try:
-            await self._enhance(job, model)
-            if self.engine.hook.before_generate.get_hookimpls():
-                await pipeline(self.engine.hook.before_generate, job=job, engine=self.engine)
-            image = await self._generate(job, model)
+            if enhance:
+                await self._enhance(job, model)
+            if self.hook.before_generate.get_hookimpls():
+                await pipeline(self.hook.before_generate, job=job, engine=self.view)
+            image = await self._generate(job, model, switch=enhance)
         except asyncio.CancelledError:
-            if self.engine.parking:
-                await self.engine.park(job)
+            if self.parking and not self.events.finishing(job):
+                await self.events.suspend(job)
             else:
-                await self.engine.finish(job, JobState.CANCELLED, job.error or JobCancelled())
+                await self.events.finish(job, JobState.CANCELLED, job.error or JobCancelled())
             raise
         except SakaiError as exc:
             await self._fail(job, exc)
@@ -56,19 +72,15 @@ class JobRunner:
             await self._succeed(job, image)
 
     async def _enhance(self, job: Job, model: ImageModel) -> None:
-        enhancers = self.engine.registry.enhancers
-        if not enhancers or job.request.options.enhance is False:
-            return
-        await self.engine.set_state(job, JobState.ENHANCING, EventKind.ENHANCING)
         started = time.perf_counter()
         prompt = job.generation.prompt
-        for enhancer in enhancers:
+        for enhancer in self.enhancers:
             prompt = await self._enhance_once(enhancer, prompt, job, model)
         job.timings["enhance"] = time.perf_counter() - started
         if prompt != job.generation.prompt:
             job.enhanced_prompt = prompt
             job.generation = dataclasses.replace(job.generation, prompt=prompt)
-            await self.engine.emit(job, EventKind.ENHANCED, message=prompt)
+            await self.events.record(job, EventKind.ENHANCED, message=prompt)
 
     async def _enhance_once(self, enhancer: Enhancer, prompt: str, job: Job, model: ImageModel) -> str:
         """One enhancer's answer, or the prompt unchanged if it fails in any way."""
@@ -81,27 +93,28 @@ class JobRunner:
             log.warning("enhancer %s failed for job %s, keeping the prompt: %s", enhancer.name, job.id, exc)
             return prompt
 
-    async def _generate(self, job: Job, model: ImageModel) -> Image:
-        await self.engine.set_state(job, JobState.GENERATING, EventKind.GENERATING)
-        policy = self.engine.retry_policy(job.model)
+    async def _generate(self, job: Job, model: ImageModel, *, switch: bool) -> Image:
+        if switch:
+            await self.events.set_state(job, JobState.GENERATING, EventKind.GENERATING)
+        policy = self.lanes.retry_policy(job.model)
         started = time.perf_counter()
-        image = await policy.run(lambda: self._attempt(job, model), self.engine.sleep, self._retrying(job))
+        image = await policy.run(lambda: self._attempt(job, model), self.sleep, self._retrying(job))
         job.timings["generate"] = time.perf_counter() - started
         return image
 
     async def _attempt(self, job: Job, model: ImageModel) -> Image:
         job.attempts += 1
-        timeout = self.engine.model_timeout(job.model)
+        timeout = self.lanes.timeout(job.model)
         try:
             async with asyncio.timeout(timeout):
-                return await model.generate(job.generation, self.engine.progress_for(job))
+                return await model.generate(job.generation, self.events.progress_for(job))
         except TimeoutError as exc:
             raise BackendTimeout(f"The {job.model} model did not answer within {timeout:g} s.") from exc
 
     def _retrying(self, job: Job) -> OnRetry:
         async def report(attempt: int, error: BaseException, delay: float) -> None:
             log.info("job %s attempt %d failed (%r); retrying in %.1f s", job.id, attempt, error, delay)
-            await self.engine.emit(job, EventKind.RETRYING, message=f"retrying in {delay:.0f} s")
+            await self.events.record(job, EventKind.RETRYING, message=f"retrying in {delay:.0f} s")
         return report
 
     async def _succeed(self, job: Job, image: Image) -> None:
@@ -110,16 +123,18 @@ class JobRunner:
         if image.mime_type == "image/png":
             image.data = with_text_chunks(image.data, provenance(job))
         job.result = image
-        await notify(self.engine.hook.after_generate, job=job, result=image, engine=self.engine)
-        await self.engine.finish(job, JobState.DONE)
+        if self.hook.after_generate.get_hookimpls():
+            await notify(self.hook.after_generate, job=job, result=image, engine=self.view)
+        await self.events.finish(job, JobState.DONE)
 
     async def _fail(self, job: Job, error: SakaiError) -> None:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
         log.log(level, "job %s failed: %s: %s", job.id, type(error).__name__, error,
                 exc_info=error.__cause__ is not None)
-        await notify(self.engine.hook.on_generation_error, job=job, error=error, engine=self.engine)
+        if self.hook.on_generation_error.get_hookimpls():
+            await notify(self.hook.on_generation_error, job=job, error=error, engine=self.view)
         state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
-        await self.engine.finish(job, state, error)
+        await self.events.finish(job, state, error)
 
 
 def _unexpected(exc: Exception) -> BackendError:

@@ -1,0 +1,143 @@
+"""The event path: set a job's state, record it, tell observers, then the job's handle.
+
+Rules it keeps for every job:
+- the store has a state before any platform acts on it (journal first, observers next, handle last);
+- the final state, its journal write and the final event are one step that cancellation cannot split;
+- exactly one terminal event, and nothing after it; the job's pending slot is released exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from core.engine.jobs import JobTable
+from core.errors import StoreError
+from core.hooks.call import notify
+from core.types import EventKind, Job, JobEvent, JobState
+
+log = logging.getLogger(__name__)
+FINAL_KINDS = {JobState.DONE: EventKind.DONE, JobState.FAILED: EventKind.FAILED,
+               JobState.CANCELLED: EventKind.CANCELLED}
+
+
+class Journal(Protocol):
+    """Where the lifecycle is written; each call returns once its write is durable."""
+
+    async def started(self, job: Job) -> None:
+        """A run begins (state and attempt recorded before the model is called)."""
+
+    async def update(self, job: Job) -> None:
+        """State, prompt or attempts changed."""
+
+    async def finish(self, job: Job) -> None:
+        """The final state (and the image until delivered)."""
+
+    async def suspend(self, job: Job) -> None:
+        """Back to queued for the next start (graceful stop)."""
+
+
+class EventPath:
+    """Moves jobs through their states; the only writer of ``job.state`` after admission."""
+
+    def __init__(self, jobs: JobTable, hook: Any, view: object, journal: Journal | None,
+                 render: Callable[[Job | None, BaseException], str],
+                 on_store_error: Callable[[StoreError], None]) -> None:
+        self.jobs = jobs
+        self.hook = hook
+        self.view = view
+        self.journal = journal
+        self.render = render
+        self.on_store_error = on_store_error
+        self._finishing: dict[str, asyncio.Future[None]] = {}
+
+    def finishing(self, job: Job) -> bool:
+        """True once the job's end is decided (being written, or written)."""
+        return job.id in self._finishing or job.state.finished
+
+    async def emit(self, job: Job, kind: EventKind, **fields: Any) -> None:
+        """Observers, then the handle; a non-final event of a finishing job is dropped."""
+        if not kind.final and self.finishing(job):
+            return
+        event = JobEvent(kind, job, **fields)
+        if self.hook.on_job_event.get_hookimpls():
+            await notify(self.hook.on_job_event, event=event, engine=self.view)
+        if not kind.final and self.finishing(job):  # finished while observers ran
+            return
+        handle = self.jobs.handle(job.id)
+        if handle is not None:
+            handle.push(event)
+
+    async def start(self, job: Job, state: JobState, kind: EventKind) -> None:
+        """A run begins: recorded durably (a crash from here on counts against the job), then told."""
+        job.state, job.position, job.started_at = state, None, time.time()
+        await self._write(self.journal.started if self.journal else None, job, raise_errors=True)
+        await self.emit(job, kind)
+
+    async def set_state(self, job: Job, state: JobState, kind: EventKind, **fields: Any) -> None:
+        """Move a running job to ``state``, record it, and tell everyone."""
+        if self.finishing(job):
+            return
+        job.state, job.position = state, None
+        await self._write(self.journal.update if self.journal else None, job)
+        await self.emit(job, kind, **fields)
+
+    async def record(self, job: Job, kind: EventKind, **fields: Any) -> None:
+        """Record a change that keeps the state (enhanced prompt, a retry), then tell everyone."""
+        if self.finishing(job):
+            return
+        await self._write(self.journal.update if self.journal else None, job)
+        await self.emit(job, kind, **fields)
+
+    async def finish(self, job: Job, state: JobState, error: BaseException | None = None) -> None:
+        """End ``job`` once: state, journal, final event, release; a later call waits for the first."""
+        pending = self._finishing.get(job.id)
+        if pending is None:
+            if job.state.finished:
+                return
+            pending = asyncio.ensure_future(self._finish(job, state, error))
+            self._finishing[job.id] = pending
+        await asyncio.shield(pending)
+
+    async def _finish(self, job: Job, state: JobState, error: BaseException | None) -> None:
+        try:
+            job.error, job.finished_at = error, time.time()
+            message = self.render(job, error) if error is not None else None
+            job.state = state
+            await self._write(self.journal.finish if self.journal else None, job)
+            await self.emit(job, FINAL_KINDS[state], message=message)
+        finally:
+            self.jobs.release(job)
+            self.jobs.remember(job)
+            self._finishing.pop(job.id, None)
+
+    async def suspend(self, job: Job) -> None:
+        """Keep ``job`` for the next start: saved as queued, its followers told, no final state."""
+        job.state, job.started_at, job.position = JobState.QUEUED, None, None
+        await self._write(self.journal.suspend if self.journal else None, job)
+        handle = self.jobs.handle(job.id)
+        if handle is not None:
+            handle.push(JobEvent(EventKind.SUSPENDED, job))
+        self.jobs.release(job)
+
+    def progress_for(self, job: Job) -> Callable[..., Awaitable[None]]:
+        """The callback a model calls to report progress (and a preview) on ``job``."""
+        async def progress(fraction: float, preview: bytes | None = None) -> None:
+            await self.emit(job, EventKind.PROGRESS, progress=min(1.0, max(0.0, float(fraction))), preview=preview)
+        return progress
+
+    async def _write(self, write: Callable[[Job], Awaitable[None]] | None, job: Job, *,
+                     raise_errors: bool = False) -> None:
+        """Journal a change; a failing store is reported (the engine stops admitting) and, if asked, raised."""
+        if write is None:
+            return
+        try:
+            await write(job)
+        except StoreError as exc:
+            log.error("job store failed while recording job %s: %s", job.id, exc)
+            self.on_store_error(exc)
+            if raise_errors:
+                raise

@@ -1,0 +1,102 @@
+"""The job table: this process's live jobs, their handles, each user's pending count, recent requests.
+
+Recent finished jobs are kept without their image bytes: Reroll and /info need the request, and the
+job store holds the rest; a thousand 3 MB images must not sit in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+
+from core.engine.handle import JobHandle
+from core.types import Job, JobState
+
+RECENT_JOBS = 1000
+RUNNING = (JobState.ENHANCING, JobState.GENERATING)
+
+
+class JobTable:
+    """Tracks live jobs; every pending slot is taken once on ``track`` and released once on ``release``."""
+
+    def __init__(self, recent_limit: int = RECENT_JOBS) -> None:
+        self.live: dict[str, Job] = {}
+        self.pending: Counter[str] = Counter()
+        self._handles: dict[str, JobHandle] = {}
+        self._by_user: dict[str, dict[str, Job]] = {}
+        self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._recent_limit = recent_limit
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self.live
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.live)
+
+    def new_id(self) -> str:
+        """A short id no live job has."""
+        while True:
+            job_id = secrets.token_hex(6)
+            if job_id not in self.live:
+                return job_id
+
+    def track(self, job: Job) -> JobHandle:
+        """Start tracking ``job``: it counts against its user's pending cap from now on."""
+        handle = JobHandle(job)
+        self.live[job.id] = job
+        self._handles[job.id] = handle
+        self._by_user.setdefault(job.user_key, {})[job.id] = job
+        self.pending[job.user_key] += 1
+        return handle
+
+    def release(self, job: Job) -> None:
+        """Stop tracking ``job``; a second call changes nothing, so a slot is never freed twice."""
+        if self.live.pop(job.id, None) is None:
+            return
+        self._handles.pop(job.id, None)
+        mine = self._by_user.get(job.user_key, {})
+        mine.pop(job.id, None)
+        if not mine:
+            self._by_user.pop(job.user_key, None)
+        self.pending[job.user_key] -= 1
+        if self.pending[job.user_key] <= 0:
+            del self.pending[job.user_key]
+
+    def get(self, job_id: str) -> Job | None:
+        """A live job."""
+        return self.live.get(job_id)
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a live job."""
+        return self._handles.get(job_id)
+
+    def of_user(self, user_key: str) -> list[Job]:
+        """One user's live jobs, oldest first; costs what that user has, not what the table has."""
+        return list(self._by_user.get(user_key, {}).values())
+
+    def running(self, model: str | None = None) -> list[Job]:
+        """Jobs being enhanced or generated now."""
+        return [j for j in self.live.values() if j.state in RUNNING and model in (None, j.model)]
+
+    def waiting(self) -> list[Job]:
+        """Live jobs still in a queue."""
+        return [j for j in self.live.values() if j.state is JobState.QUEUED]
+
+    def remember(self, job: Job) -> None:
+        """Keep a finished job's request (not its image) for buttons and /info, the last ``recent_limit``."""
+        self._recent[job.id] = dataclasses.replace(job, result=None, timings=dict(job.timings))
+        if len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+
+    def recent(self, job_id: str) -> Job | None:
+        """A live job, or a finished one still remembered."""
+        return self.live.get(job_id) or self._recent.get(job_id)
+
+    def forget_recent(self) -> None:
+        """Drop the remembered jobs (what a restart forgets)."""
+        self._recent.clear()
