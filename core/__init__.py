@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+from core.engine import Engine
+from core.engine.handle import JobHandle
 from core.errors import (
     BackendAuthError,
     BackendError,
@@ -35,6 +37,7 @@ from core.interfaces import (
     CheckResult,
     CheckStatus,
     ConfigSection,
+    EngineView,
     Enhancer,
     ImageModel,
     ModelSettings,
@@ -60,9 +63,10 @@ from core.types import (
 __all__ = [
     "BackendAuthError", "BackendError", "BackendRateLimited", "BackendTimeout", "BackendType",
     "BackendUnavailable", "Capabilities", "CheckResult", "CheckStatus", "ConfigError", "ConfigSection",
-    "ContentRejected", "Enhancer", "EventKind", "GenerationOptions", "GenerationRequest", "Image",
+    "ContentRejected", "Engine", "EngineView", "Enhancer", "EventKind", "GenerationOptions", "GenerationRequest",
+    "Image",
     "ImageModel", "ImageRequest", "InvalidCommand", "InvalidImage", "InvalidRequest", "Job",
-    "JobCancelled", "JobEvent", "JobNotFound", "JobRejected", "JobState", "ModelSettings",
+    "JobCancelled", "JobEvent", "JobHandle", "JobNotFound", "JobRejected", "JobState", "ModelSettings",
     "PermissionDenied", "Platform", "PlatformSettings", "PlatformType", "Progress", "QueueFull",
     "QuotaExceeded", "RateLimited", "Requester", "SakaiError", "ServiceStopping", "Size",
     "StoreError", "StoreOpenError",

@@ -183,7 +183,7 @@ class Engine:
             return
         self._stopped, self._accepting = True, False
         grace = self.settings.engine.shutdown_grace if grace is None else grace
-        self.runner.parking = self.store is not None
+        self.runner.parking = self.events.journal is not None  # with a store, jobs are kept, not cancelled
         try:
             await self._set_aside_waiting()
             await self.scheduler.drain(grace, self._cancelled_by_shutdown)
@@ -209,7 +209,7 @@ class Engine:
         for job in self.table.waiting():
             if await self.queue.remove(job.id) is None:
                 continue
-            if self.store is not None:
+            if self.runner.parking:
                 await self.events.suspend(job)
             else:
                 await self.events.finish(job, JobState.CANCELLED, JobCancelled(SHUTDOWN_MESSAGE))

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from core.engine.jobs import JobTable
 from core.errors import StoreError
 from core.hooks.call import notify
+from core.interfaces import Progress
 from core.types import EventKind, Job, JobEvent, JobState
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class EventPath:
             handle.push(JobEvent(EventKind.SUSPENDED, job))
         self.jobs.release(job)
 
-    def progress_for(self, job: Job) -> Callable[..., Awaitable[None]]:
+    def progress_for(self, job: Job) -> Progress:
         """The callback a model calls to report progress (and a preview) on ``job``."""
         async def progress(fraction: float, preview: bytes | None = None) -> None:
             await self.emit(job, EventKind.PROGRESS, progress=min(1.0, max(0.0, float(fraction))), preview=preview)

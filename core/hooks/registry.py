@@ -60,11 +60,12 @@ class Registry:
                staged: dict[str, Any]) -> None:
         if not isinstance(item, kind):
             raise TypeError(f"register() takes a {kind.__name__}, not {type(item).__name__}")
-        key = f"{kind.__name__}:{item.name}"
-        if item.name in into or item.name in staged:
+        name: str = getattr(item, "name")
+        key = f"{kind.__name__}:{name}"
+        if name in into or name in staged:
             owner = self.owners.get(key, plugin)
-            raise ValueError(f"{kind.__name__} {item.name!r} is already registered by {owner}")
-        staged[item.name] = item
+            raise ValueError(f"{kind.__name__} {name!r} is already registered by {owner}")
+        staged[name] = item
 
     def _commit(self, host: PluginHost, plugin: str, kind: type, staged: dict[str, Any],
                 into: dict[str, Any]) -> None:
@@ -77,8 +78,8 @@ class Registry:
 
     def _drop(self, plugin: str) -> None:
         """Forget what a now-disabled plugin registered in earlier hooks."""
-        tables = {"ConfigSection": self.sections, "BackendType": self.backends,
-                  "PlatformType": self.platforms}
+        tables: dict[str, dict[str, Any]] = {"ConfigSection": self.sections, "BackendType": self.backends,
+                                             "PlatformType": self.platforms}
         for key, owner in list(self.owners.items()):
             if owner == plugin:
                 kind, name = key.split(":", 1)
