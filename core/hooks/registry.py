@@ -56,11 +56,11 @@ class Registry:
                 continue
             self._commit(host, impl.plugin_name, kind, staged, into)
 
-    def _stage(self, kind: type, item: Any, plugin: str, into: dict[str, Any],
+    def _stage(self, kind: type[Any], item: Any, plugin: str, into: dict[str, Any],
                staged: dict[str, Any]) -> None:
         if not isinstance(item, kind):
             raise TypeError(f"register() takes a {kind.__name__}, not {type(item).__name__}")
-        name: str = getattr(item, "name")
+        name: str = item.name
         key = f"{kind.__name__}:{name}"
         if name in into or name in staged:
             owner = self.owners.get(key, plugin)
