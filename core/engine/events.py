@@ -64,11 +64,17 @@ class EventPath:
         if not kind.final and self.finishing(job):
             return
         event = JobEvent(kind, job, **fields)
-        if self.hook.on_job_event.get_hookimpls():
+        if self._observed():
             await notify(self.hook.on_job_event, event=event, engine=self.view)
-        if not kind.final and self.finishing(job):  # finished while observers ran
-            return
-        handle = self.jobs.handle(job.id)
+            if not kind.final and self.finishing(job):  # finished while observers ran
+                return
+        self._push(event)
+
+    def _observed(self) -> bool:
+        return bool(self.hook.on_job_event.get_hookimpls())
+
+    def _push(self, event: JobEvent) -> None:
+        handle = self.jobs.handle(event.job.id)
         if handle is not None:
             handle.push(event)
 
@@ -99,21 +105,35 @@ class EventPath:
         if pending is None:
             if job.state.finished:
                 return
+            if self.journal is None and not self._observed():
+                self._push(self._end(job, state, error))  # no await anywhere: nothing can split it
+                self._release(job)
+                return
             pending = asyncio.ensure_future(self._finish(job, state, error))
             self._finishing[job.id] = pending
         await asyncio.shield(pending)
 
+    def _end(self, job: Job, state: JobState, error: BaseException | None) -> JobEvent:
+        job.error, job.finished_at = error, time.time()
+        message = self.render(job, error) if error is not None else None
+        job.state = state
+        return JobEvent(FINAL_KINDS[state], job, message=message)
+
     async def _finish(self, job: Job, state: JobState, error: BaseException | None) -> None:
+        """The final step as its own task, so a cancelled caller cannot cut it in half."""
         try:
-            job.error, job.finished_at = error, time.time()
-            message = self.render(job, error) if error is not None else None
-            job.state = state
+            event = self._end(job, state, error)
             await self._write(self.journal.finish if self.journal else None, job)
-            await self.emit(job, FINAL_KINDS[state], message=message)
+            if self._observed():
+                await notify(self.hook.on_job_event, event=event, engine=self.view)
+            self._push(event)
         finally:
-            self.jobs.release(job)
-            self.jobs.remember(job)
+            self._release(job)
             self._finishing.pop(job.id, None)
+
+    def _release(self, job: Job) -> None:
+        self.jobs.release(job)
+        self.jobs.remember(job)
 
     async def suspend(self, job: Job) -> None:
         """Keep ``job`` for the next start: saved as queued, its followers told, no final state."""

@@ -6,10 +6,10 @@ job store holds the rest; a thousand 3 MB images must not sit in memory.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from core.engine.handle import JobHandle
 from core.types import Job, JobState
@@ -26,7 +26,7 @@ class JobTable:
         self.pending: Counter[str] = Counter()
         self._handles: dict[str, JobHandle] = {}
         self._by_user: dict[str, dict[str, Job]] = {}
-        self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._recent_limit = recent_limit
 
     def __len__(self) -> int:
@@ -89,13 +89,21 @@ class JobTable:
 
     def remember(self, job: Job) -> None:
         """Keep a finished job's request (not its image) for buttons and /info, the last ``recent_limit``."""
-        self._recent[job.id] = dataclasses.replace(job, result=None, timings=dict(job.timings))
+        self._recent[job.id] = (job.request, job.model, job.generation, job.state, job.attempts, job.created_at,
+                                job.started_at, job.finished_at, job.enhanced_prompt, job.error, job.timings)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
 
     def recent(self, job_id: str) -> Job | None:
-        """A live job, or a finished one still remembered."""
-        return self.live.get(job_id) or self._recent.get(job_id)
+        """A live job, or a finished one still remembered (rebuilt without its image)."""
+        live = self.live.get(job_id)
+        if live is not None or job_id not in self._recent:
+            return live
+        (request, model, generation, state, attempts, created_at, started_at, finished_at, enhanced,
+         error, timings) = self._recent[job_id]
+        return Job(id=job_id, request=request, model=model, generation=generation, state=state, attempts=attempts,
+                   created_at=created_at, started_at=started_at, finished_at=finished_at,
+                   enhanced_prompt=enhanced, error=error, timings=dict(timings))
 
     def forget_recent(self) -> None:
         """Drop the remembered jobs (what a restart forgets)."""
