@@ -5,8 +5,6 @@ Chunks are inserted before ``IEND`` without re-encoding, so the pixels stay byte
 
 from __future__ import annotations
 
-import json
-import struct
 import zlib
 from typing import Any
 
@@ -21,7 +19,7 @@ def provenance(job: Job) -> dict[str, str]:
         "prompt": job.request.prompt,
         "model": job.model,
         "seed": "" if job.generation.seed is None else str(job.generation.seed),
-        "options": json.dumps(job.request.options.model_dump(exclude_defaults=True), sort_keys=True),
+        "options": job.request.options.model_dump_json(exclude_defaults=True),
         "job": job.id,
         "Software": "SakaiBot",
     }
@@ -31,14 +29,25 @@ def provenance(job: Job) -> dict[str, str]:
 
 
 def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
-    """``png`` with an ``iTXt`` chunk per field (UTF-8), or unchanged if it is not a PNG."""
+    """``png`` with an ``iTXt`` chunk per field (UTF-8), or unchanged if it is not a PNG.
+
+    The image is copied once (a 3 MB PNG is not sliced and concatenated twice on the event loop).
+    """
     end = png.rfind(b"IEND")
     if not png.startswith(PNG_MAGIC) or end < 4:
         return png
-    chunks = b"".join(_itxt(key, str(value)) for key, value in fields.items() if value != "")
-    return png[: end - 4] + chunks + png[end - 4:]
+    view = memoryview(png)
+    parts = [view[: end - 4]]
+    parts += [_itxt(key, str(value)) for key, value in fields.items() if value != ""]
+    parts.append(view[end - 4:])
+    return b"".join(parts)
+
+
+_ITXT = b"iTXt"
+_ITXT_CRC = zlib.crc32(_ITXT)
+_ITXT_FLAGS = b"\x00\x00\x00\x00\x00"  # keyword end, no compression, method, empty language and translated key
 
 
 def _itxt(key: str, text: str) -> bytes:
-    body = key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + text.encode("utf-8")
-    return struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
+    body = key.encode("latin-1", "replace")[:79] + _ITXT_FLAGS + text.encode("utf-8")
+    return b"".join((len(body).to_bytes(4, "big"), _ITXT, body, zlib.crc32(body, _ITXT_CRC).to_bytes(4, "big")))
