@@ -65,7 +65,7 @@ async def test_a_cancelled_waiting_job_gives_its_quota_back(stored):
 
 
 async def test_a_locked_database_refuses_the_request_instead_of_acknowledging_it_unsaved(stored, tmp_path):
-    engine, model = await stored()
+    engine, _ = await stored()
     other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
