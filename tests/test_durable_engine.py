@@ -66,6 +66,7 @@ async def test_a_cancelled_waiting_job_gives_its_quota_back(stored):
 
 async def test_a_locked_database_refuses_the_request_instead_of_acknowledging_it_unsaved(stored, tmp_path):
     engine, _ = await stored()
+    engine.health.probe_every = 0.05
     other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
@@ -78,9 +79,8 @@ async def test_a_locked_database_refuses_the_request_instead_of_acknowledging_it
     finally:
         other.execute("ROLLBACK")
         other.close()
-    await engine.health.store.probe()  # what the background probe does every few seconds
-    engine.health.failure = None
-    engine.health.writable.set()
+    await asyncio.wait_for(engine.health.writable.wait(), BOUND)  # the probe found the store writable again
+    assert not engine.health.failing
     handle = await engine.submit(request())
     assert (await asyncio.wait_for(handle.wait(), BOUND)).kind is EventKind.DONE
 

@@ -29,6 +29,7 @@ class StoreHealth:
         self.failure: StoreError | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._probing: asyncio.Task[None] | None = None
+        self.probe_every = PROBE_EVERY
 
     @property
     def failing(self) -> bool:
@@ -67,7 +68,7 @@ class StoreHealth:
     async def _probe(self) -> None:
         assert self.store is not None
         while self.failure is not None:
-            await asyncio.sleep(PROBE_EVERY)
+            await asyncio.sleep(self.probe_every)
             try:
                 await self.store.probe()
             except StoreError as exc:
