@@ -14,11 +14,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import StoreError
 from core.store import transitions as ops
+from core.store.faults import diagnose
 from core.store.opening import StoreLock, check_place, connect, refusal
 from core.store.rows import JobRecord, ModelStats, full_row, quota_refusal, start_of_day, to_job, to_record
 from core.store.writer import GroupWriter, describe
@@ -47,7 +49,7 @@ class JobStore:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakaibot-store")
-        self._writer = GroupWriter(self._executor)
+        self._writer = GroupWriter(self._executor, partial(diagnose, self.path))
         self._lock = StoreLock(self.path)
         self._closed = False
 

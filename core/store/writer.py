@@ -26,10 +26,11 @@ Op = Callable[..., Any]  # runs on the store thread inside the batch's transacti
 class _Outcome:
     """What the thread hands back for a batch: each write's result, or the error that failed them all."""
 
-    __slots__ = ("error", "results")
+    __slots__ = ("detail", "error", "results")
 
-    def __init__(self, results: list[Any] | None, error: BaseException | None) -> None:
+    def __init__(self, results: list[Any] | None, error: BaseException | None, detail: str = "") -> None:
         self.results, self.error = results, error
+        self.detail = detail or (describe(error) if error is not None else "")
 
 
 class _BatchFuture(asyncio.Future[_Outcome]):
@@ -73,12 +74,13 @@ def rollback(conn: sqlite3.Connection) -> None:
 class GroupWriter:
     """Runs writes in shared transactions on ``executor`` (one thread) against ``conn``."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, diagnose: Callable[[BaseException], str] = lambda exc: "") -> None:
         self.conn: sqlite3.Connection | None = None
         self.commits = 0  # transactions committed: writes / commits is the mean batch size
         self.writes = 0
         self.closed = False
         self._executor = executor
+        self._diagnose = diagnose
         self._gathering: _Batch | None = None
         self._flying: _Batch | None = None
 
@@ -96,7 +98,7 @@ class GroupWriter:
         batch.ops.append((op, args))
         outcome = await batch.future
         if outcome.error is not None:
-            raise StoreError(detail=describe(outcome.error)) from outcome.error
+            raise StoreError(detail=outcome.detail) from outcome.error
         return outcome.results[index]  # type: ignore[index]
 
     async def drain(self) -> None:
@@ -138,8 +140,9 @@ class GroupWriter:
             conn.execute("COMMIT")
         except Exception as exc:  # a statement or the commit failed: the whole batch did
             rollback(conn)
-            log.error("job store: a transaction of %d write(s) failed: %s", len(ops), describe(exc))
-            return _Outcome(None, exc)
+            detail = describe(exc) + self._diagnose(exc)
+            log.error("job store: a transaction of %d write(s) failed: %s", len(ops), detail)
+            return _Outcome(None, exc, detail)
         self.commits += 1
         self.writes += len(ops)
         return _Outcome(results, None)
