@@ -146,6 +146,7 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         _check(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a commit survives a process crash
+        conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: a large batch stays in memory until its commit
         migrate(conn)
         conn.execute("INSERT OR REPLACE INTO heartbeat (id, at, pid) VALUES (1, ?, ?)", (time.time(), os.getpid()))
     except sqlite3.Error as exc:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_json
+
 from core.errors import QuotaExceeded
 from core.types import GenerationRequest, Image, ImageRequest, Job, JobState, Size
 
@@ -66,19 +68,28 @@ def quota_refusal(quota: int, model: str, now: float | None = None) -> QuotaExce
                          f"00:00 UTC (in {hours} h {minutes} min).", reset_at=reset)
 
 
+def dumps(value: Any) -> str:
+    """JSON text for a column; pydantic-core's encoder, several times faster than ``json.dumps`` on every write."""
+    return to_json(value, fallback=str).decode()
+
+
 def generation_json(gen: GenerationRequest) -> str:
     """The resolved generation values as stored."""
-    return json.dumps({"prompt": gen.prompt, "width": gen.size.width, "height": gen.size.height, "seed": gen.seed,
-                       "negative_prompt": gen.negative_prompt, "steps": gen.steps,
-                       "original_prompt": gen.original_prompt})
+    return dumps({"prompt": gen.prompt, "width": gen.size.width, "height": gen.size.height, "seed": gen.seed,
+                  "negative_prompt": gen.negative_prompt, "steps": gen.steps, "original_prompt": gen.original_prompt})
+
+
+def timings_json(timings: dict[str, float]) -> str:
+    """Timings as stored (most writes have none yet)."""
+    return dumps(timings) if timings else "{}"
 
 
 def result_json(image: Image | None) -> str | None:
     """What is kept about a result besides its bytes."""
     if image is None:
         return None
-    return json.dumps({"mime_type": image.mime_type, "width": image.width, "height": image.height,
-                       "seed": image.seed, "bytes": len(image.data), "metadata": image.metadata}, default=str)
+    return dumps({"mime_type": image.mime_type, "width": image.width, "height": image.height, "seed": image.seed,
+                  "bytes": len(image.data), "metadata": image.metadata})
 
 
 def error_text(job: Job) -> str | None:
@@ -91,7 +102,7 @@ def full_row(job: Job) -> tuple[Any, ...]:
     who = job.request.requester
     return (job.id, who.platform, who.user_id, who.chat_id, job.model, job.state.value, job.attempts,
             job.request.model_dump_json(), generation_json(job.generation), job.enhanced_prompt,
-            json.dumps(job.timings), result_json(job.result), error_text(job), job.created_at, job.started_at,
+            timings_json(job.timings), result_json(job.result), error_text(job), job.created_at, job.started_at,
             job.finished_at, time.time())
 
 

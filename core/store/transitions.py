@@ -6,12 +6,11 @@ inside the writer's transaction, so a check and the write it guards (the daily q
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from typing import Any
 
-from core.store.rows import error_text, generation_json, result_json, start_of_day
+from core.store.rows import error_text, generation_json, result_json, start_of_day, timings_json
 from core.types import Image, Job, JobState
 
 MAX_SENDS = 2  # the first send, and one resend when a crash left it "delivering"
@@ -47,7 +46,7 @@ def insert(conn: sqlite3.Connection, job: Job, quota: int | None) -> bool:
             return True
     conn.execute(INSERT_SQL, (job.id, who.platform, who.user_id, who.chat_id, job.model, job.state.value,
                               job.attempts, job.request.model_dump_json(), generation_json(job.generation),
-                              job.enhanced_prompt, json.dumps(job.timings), job.created_at, time.time()))
+                              job.enhanced_prompt, timings_json(job.timings), job.created_at, time.time()))
     return False
 
 
@@ -59,14 +58,14 @@ def execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
 def update(conn: sqlite3.Connection, values: tuple[Any, ...]) -> None:
     """State, enhanced prompt, generation, attempts and timings (generation and timings serialised here)."""
     state, prompt, generation, attempts, timings, job_id = values
-    conn.execute(UPDATE_SQL, (state, prompt, generation_json(generation), attempts, json.dumps(timings),
+    conn.execute(UPDATE_SQL, (state, prompt, generation_json(generation), attempts, timings_json(timings),
                               time.time(), job_id))
 
 
 def finish(conn: sqlite3.Connection, values: tuple[Any, ...], image: Image | None) -> None:
     """The final state and what it produced; a done job's bytes wait in ``pending_results`` until delivered."""
     state, attempts, prompt, error, timings, started, finished, job_id = values
-    conn.execute(FINISH_SQL, (state, attempts, prompt, error, result_json(image), json.dumps(timings), started,
+    conn.execute(FINISH_SQL, (state, attempts, prompt, error, result_json(image), timings_json(timings), started,
                               finished, time.time(), job_id))
     if image is not None:
         conn.execute(KEEP_SQL, (job_id, image.data))
