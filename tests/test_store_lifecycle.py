@@ -4,6 +4,7 @@ only committed writes, crash recovery with a crash budget, the delivery budget, 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 
@@ -106,7 +107,7 @@ async def test_update_suspend_and_the_old_whole_row_save_write_what_changed(stor
     job.state, job.enhanced_prompt, job.timings = JobState.ENHANCING, "a red fox, oil painting", {"enhance": 0.5}
     await store.update(job)
     assert column(store, job.id, "enhanced_prompt") == "a red fox, oil painting"
-    assert column(store, job.id, "timings") == '{"enhance": 0.5}'
+    assert json.loads(column(store, job.id, "timings")) == {"enhance": 0.5}
     job.started_at = time.time()
     await store.started(job)
     await store.suspend(job)
