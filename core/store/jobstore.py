@@ -202,7 +202,8 @@ class JobStore:
 
     async def find(self, prefix: str, platform: str | None = None, user_id: str | None = None) -> list[JobRecord]:
         """Jobs whose id starts with ``prefix``, optionally only one user's."""
-        sql, params = "SELECT * FROM jobs WHERE id LIKE ?", [prefix.lower().replace("%", "") + "%"]
+        sql = "SELECT * FROM jobs WHERE id LIKE ?"
+        params: list[str | None] = [prefix.lower().replace("%", "") + "%"]
         if user_id is not None:
             sql += " AND platform = ? AND user_id = ?"
             params += [platform, user_id]
