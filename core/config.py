@@ -63,12 +63,16 @@ class StoreSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = None
+    path: str | None = Field(default=None, description="the SQLite file; one SakaiBot process per file")
     archive_dir: str | None = Field(default=None, description="keep every image here too")
     archive_days: int = Field(default=30, ge=1, le=3650, description="delete archived images older than this")
     history_limit: int = Field(default=10, ge=1, le=100)
-    busy_timeout: float = Field(default=5.0, gt=0, le=600, description="seconds a write waits for a locked file")
-    retention_days: float = Field(default=30.0, gt=0, description="finished jobs older than this are deleted")
+    busy_timeout: float = Field(default=5.0, gt=0, le=600, description=(
+        "seconds a write waits for a database locked by another program before it fails (the request is then "
+        "refused, never acknowledged unsaved)"))
+    retention_days: float = Field(default=30.0, gt=0, le=36500, description=(
+        "finished jobs (done, failed, cancelled) older than this many days are deleted with any image bytes "
+        "still kept for them; waiting and running jobs are never deleted"))
 
 
 class LoggingSettings(BaseModel):

@@ -49,6 +49,12 @@ STEPS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN delivering_at REAL;
     CREATE INDEX jobs_by_finish ON jobs (finished_at);
     """,
+    # 4: one row that every start and every probe rewrites (a real write proves the file takes writes);
+    #    no index on state: every transition paid to update it, and only start-up reads by state
+    """
+    CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, pid INTEGER NOT NULL);
+    DROP INDEX jobs_by_state;
+    """,
 )
 LATEST = len(STEPS)
 
@@ -72,6 +78,7 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST) -> int:
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk): keep the real error
+                conn.execute("ROLLBACK")
             raise
     return version(conn)

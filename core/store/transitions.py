@@ -1,0 +1,116 @@
+"""The writes of a job's life, as functions the group writer runs on the store thread.
+
+Each takes the connection first and touches only the columns its transition changes. They run
+inside the writer's transaction, so a check and the write it guards (the daily quota) are atomic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from core.store.rows import error_text, generation_json, result_json, start_of_day, timings_json
+from core.types import Image, Job, JobState
+
+MAX_SENDS = 2  # the first send, and one resend when a crash left it "delivering"
+UNFINISHED = (JobState.QUEUED.value, JobState.ENHANCING.value, JobState.GENERATING.value)
+RUNNING = (JobState.ENHANCING.value, JobState.GENERATING.value)
+FINISHED = (JobState.DONE.value, JobState.FAILED.value, JobState.CANCELLED.value)
+CRASHED = ("This request stopped the bot {n} times while it was being made, so it was set aside. "
+           "Try another prompt or model.")
+
+INSERT_SQL = """
+INSERT INTO jobs (id, platform, user_id, chat_id, model, state, attempts, request, generation, enhanced_prompt,
+                  timings, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
+"""
+USED_TODAY_SQL = ("SELECT COUNT(*) FROM jobs WHERE platform = ? AND user_id = ? AND model = ? AND created_at >= ?"
+                  " AND state NOT IN ('failed', 'cancelled')")
+STARTED_SQL = ("UPDATE jobs SET state = ?, attempts = ?, started_at = ?, runs = runs + 1, updated_at = ?"
+               " WHERE id = ?")
+UPDATE_SQL = ("UPDATE jobs SET state = ?, enhanced_prompt = ?, generation = ?, attempts = ?, timings = ?,"
+              " updated_at = ? WHERE id = ?")
+FINISH_SQL = ("UPDATE jobs SET state = ?, attempts = ?, enhanced_prompt = ?, error = ?, result = ?, timings = ?,"
+              " started_at = ?, finished_at = ?, updated_at = ? WHERE id = ?")
+KEEP_SQL = "INSERT OR REPLACE INTO pending_results (job_id, data) VALUES (?, ?)"
+SUSPEND_SQL = "UPDATE jobs SET state = 'queued', started_at = NULL, updated_at = ? WHERE id = ?"
+
+
+def insert(conn: sqlite3.Connection, job: Job, quota: int | None) -> bool:
+    """Insert ``job``'s row; with a quota, only if today's count is below it. ``True`` if refused."""
+    who = job.request.requester
+    if quota is not None:
+        used = conn.execute(USED_TODAY_SQL, (who.platform, who.user_id, job.model, start_of_day())).fetchone()[0]
+        if used >= quota:
+            return True
+    conn.execute(INSERT_SQL, (job.id, who.platform, who.user_id, who.chat_id, job.model, job.state.value,
+                              job.attempts, job.request.model_dump_json(), generation_json(job.generation),
+                              job.enhanced_prompt, timings_json(job.timings), job.created_at, time.time()))
+    return False
+
+
+def execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """One statement whose parameters are ready; its row count."""
+    return conn.execute(sql, params).rowcount
+
+
+def update(conn: sqlite3.Connection, values: tuple[Any, ...]) -> None:
+    """State, enhanced prompt, generation, attempts and timings (generation and timings serialised here)."""
+    state, prompt, generation, attempts, timings, job_id = values
+    conn.execute(UPDATE_SQL, (state, prompt, generation_json(generation), attempts, timings_json(timings),
+                              time.time(), job_id))
+
+
+def finish(conn: sqlite3.Connection, values: tuple[Any, ...], image: Image | None) -> None:
+    """The final state and what it produced; a done job's bytes wait in ``pending_results`` until delivered."""
+    state, attempts, prompt, error, timings, started, finished, job_id = values
+    conn.execute(FINISH_SQL, (state, attempts, prompt, error, result_json(image), timings_json(timings), started,
+                              finished, time.time(), job_id))
+    if image is not None:
+        conn.execute(KEEP_SQL, (job_id, image.data))
+
+
+def finish_values(job: Job) -> tuple[tuple[Any, ...], Image | None]:
+    """Taken on the loop, since the job may change once the caller moves on; serialised on the thread."""
+    image = job.result if job.state is JobState.DONE else None
+    values = (job.state.value, job.attempts, job.enhanced_prompt, error_text(job), dict(job.timings),
+              job.started_at, job.finished_at, job.id)
+    return values, image
+
+
+def recover(conn: sqlite3.Connection, max_crashes: int) -> list[str]:
+    """Rows left running by a dead process: one crash more; back to queued, or failed at ``max_crashes``."""
+    marks = ",".join("?" * len(RUNNING))
+    conn.execute(f"UPDATE jobs SET crashes = crashes + 1 WHERE state IN ({marks})", RUNNING)
+    failed = [row[0] for row in conn.execute(
+        f"SELECT id FROM jobs WHERE state IN ({marks}) AND crashes >= ? ORDER BY seq", (*RUNNING, max_crashes))]
+    now = time.time()
+    conn.execute(f"UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, updated_at = ? WHERE state IN"
+                 f" ({marks}) AND crashes >= ?", (CRASHED.format(n=max_crashes), now, now, *RUNNING, max_crashes))
+    conn.execute(f"UPDATE jobs SET state = 'queued', started_at = NULL, updated_at = ? WHERE state IN ({marks})",
+                 (now, *RUNNING))
+    return failed
+
+
+def prune(conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
+    """Delete up to ``limit`` finished rows older than ``cutoff`` with their pending bytes; how many went."""
+    marks = ",".join("?" * len(FINISHED))
+    ids = [(row[0],) for row in conn.execute(
+        f"SELECT id FROM jobs WHERE finished_at < ? AND state IN ({marks}) LIMIT ?", (cutoff, *FINISHED, limit))]
+    conn.executemany("DELETE FROM pending_results WHERE job_id = ?", ids)
+    conn.executemany("DELETE FROM jobs WHERE id = ?", ids)
+    return len(ids)
+
+
+def mark_delivered(conn: sqlite3.Connection, job_id: str, now: float) -> bool:
+    """Record delivery once and drop the bytes kept for it."""
+    changed = conn.execute("UPDATE jobs SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+                           (now, job_id)).rowcount
+    conn.execute("DELETE FROM pending_results WHERE job_id = ?", (job_id,))
+    return changed == 1
+
+
+def heartbeat(conn: sqlite3.Connection, pid: int) -> None:
+    """Rewrite the one heartbeat row: the smallest real write."""
+    conn.execute("INSERT OR REPLACE INTO heartbeat (id, at, pid) VALUES (1, ?, ?)", (time.time(), pid))
