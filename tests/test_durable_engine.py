@@ -145,7 +145,7 @@ FULL_DISK = """
 
     async def main(path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        engine, backend = make_engine(store={"path": path}, max_pending_per_user=100000)
+        engine, backend = make_engine(store={"path": path}, max_pending_per_user=10000)
         backend.models["a"].gate = asyncio.Event()
         await engine.start()
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))

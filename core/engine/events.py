@@ -101,17 +101,29 @@ class EventPath:
 
     async def finish(self, job: Job, state: JobState, error: BaseException | None = None) -> None:
         """End ``job`` once: state, journal, final event, release; a later call waits for the first."""
+        pending = self.finish_soon(job, state, error)
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def finish_soon(self, job: Job, state: JobState, error: BaseException | None = None) -> asyncio.Future[None] | None:
+        """Begin ending ``job`` and return at once: a lane's slot is free while the store writes.
+
+        The returned future (``None`` when it is already over) completes with the final event.
+        """
         pending = self._finishing.get(job.id)
-        if pending is None:
-            if job.state.finished:
-                return
-            if self.journal is None and not self._observed():
-                self._push(self._end(job, state, error))  # no await anywhere: nothing can split it
-                self._release(job)
-                return
-            pending = asyncio.ensure_future(self._finish(job, state, error))
-            self._finishing[job.id] = pending
-        await asyncio.shield(pending)
+        if pending is not None or job.state.finished:
+            return pending
+        if self.journal is None and not self._observed():
+            self._push(self._end(job, state, error))  # no await anywhere: nothing can split it
+            self._release(job)
+            return None
+        pending = self._finishing[job.id] = asyncio.ensure_future(self._finish(job, state, error))
+        return pending
+
+    async def settle(self) -> None:
+        """Wait for every final step under way (before the store closes)."""
+        while self._finishing:
+            await asyncio.gather(*list(self._finishing.values()), return_exceptions=True)
 
     def _end(self, job: Job, state: JobState, error: BaseException | None) -> JobEvent:
         job.error, job.finished_at = error, time.time()

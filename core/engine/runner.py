@@ -125,7 +125,7 @@ class JobRunner:
         job.result = image
         if self.hook.after_generate.get_hookimpls():
             await notify(self.hook.after_generate, job=job, result=image, engine=self.view)
-        await self.events.finish(job, JobState.DONE)
+        self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
     async def _fail(self, job: Job, error: SakaiError) -> None:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
@@ -134,7 +134,7 @@ class JobRunner:
         if self.hook.on_generation_error.get_hookimpls():
             await notify(self.hook.on_generation_error, job=job, error=error, engine=self.view)
         state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
-        await self.events.finish(job, state, error)
+        self.events.finish_soon(job, state, error)
 
 
 def _unexpected(exc: Exception) -> BackendError:

@@ -72,6 +72,7 @@ class LaneScheduler:
             before_cancel(job_id)
             task.cancel()
         await self._idle.wait()
+        await self.events.settle()  # final steps still writing: their events go out before the store closes
 
     async def _worker(self, lane: str) -> None:
         me = asyncio.current_task()

@@ -52,6 +52,7 @@ class JobStore:
         self._writer = GroupWriter(self._executor, partial(diagnose, self.path))
         self._lock = StoreLock(self.path)
         self._closed = False
+        self._banned: set[str] = set()
 
     @property
     def commits(self) -> int:
@@ -68,6 +69,7 @@ class JobStore:
         """Open (creating) the file, check it and bring its schema up to date; ``StoreOpenError`` if unusable."""
         loop = asyncio.get_running_loop()
         self._writer.conn = await loop.run_in_executor(self._executor, self._open)
+        self._banned = {row[0] for row in await self._select("SELECT user_key FROM bans")}
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -248,11 +250,14 @@ class JobStore:
         """Refuse every request of ``user_key`` from now on."""
         await self._execute("INSERT OR REPLACE INTO bans (user_key, banned_by, at) VALUES (?, ?, ?)",
                             (user_key, by, time.time()))
+        self._banned.add(user_key)
 
     async def unban(self, user_key: str) -> bool:
         """Lift a ban; ``False`` if there was none."""
-        return await self._execute("DELETE FROM bans WHERE user_key = ?", (user_key,)) == 1
+        removed = await self._execute("DELETE FROM bans WHERE user_key = ?", (user_key,)) == 1
+        self._banned.discard(user_key)
+        return removed
 
     async def is_banned(self, user_key: str) -> bool:
-        """Whether ``user_key`` is banned."""
-        return bool(await self._select("SELECT 1 FROM bans WHERE user_key = ?", (user_key,)))
+        """Whether ``user_key`` is banned: from memory, since every request asks (one process owns the file)."""
+        return user_key in self._banned
