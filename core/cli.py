@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sakaibot", description="AI image generation for chat.")
     _global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"sakaibot {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     gen = _command(sub, "generate", "make one image through the whole engine")
     gen.add_argument("prompt", help="what to draw, in quotes")
     gen.add_argument("--model", help="model name (default: the configured default model)")
