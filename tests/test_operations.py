@@ -131,3 +131,11 @@ def _wait_for_a_running_job(db_path, attempts: int = 300) -> str:
                 return str(row[0])
         time.sleep(0.05)
     raise AssertionError("the job never started")
+
+
+def test_commands_that_start_no_platform_import_no_chat_sdk():
+    from tests.benchmarks import startup_bench
+
+    assert startup_bench.imported_by_models() == "imported: []"
+    table = startup_bench.render({"python -c pass": 20.0, "sakaibot models": 120.0, "import discord, telethon": 300.0})
+    assert "sakaibot models - baseline" in table and "100 ms" in table
