@@ -15,7 +15,7 @@ import io
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +338,7 @@ def _served(outcome: BaseException | None) -> int:
     return _fail(f"sakaibot run stopped: {message}", EXIT_FAILED)
 
 
-COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "generate": cmd_generate, "models": cmd_models, "plugins": cmd_plugins, "check": cmd_check, "run": cmd_run,
 }
 

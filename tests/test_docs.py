@@ -85,11 +85,11 @@ def _rows(model: type[BaseModel], env_prefix: str, skip: frozenset[str] = frozen
     return rows
 
 
-def _first_party() -> tuple[dict[str, type], dict[str, type], dict[str, type]]:
+def _first_party() -> tuple[dict[str, type[BaseModel]], dict[str, type[BaseModel]], dict[str, type[BaseModel]]]:
     host = create_plugin_host()
-    backends: dict[str, type] = {}
-    platforms: dict[str, type] = {}
-    sections: dict[str, type] = {}
+    backends: dict[str, type[BaseModel]] = {}
+    platforms: dict[str, type[BaseModel]] = {}
+    sections: dict[str, type[BaseModel]] = {}
     host.hook.register_image_models(register=lambda b: backends.setdefault(b.name, b.settings), engine=None)
     host.hook.register_platforms(register=lambda p: platforms.setdefault(p.name, p.settings))
     host.hook.register_config_sections(register=lambda s: sections.setdefault(s.name, s.settings))
@@ -100,7 +100,9 @@ def generate() -> str:
     """The reference tables, one per table of ``config.toml``."""
     backends, platforms, sections = _first_party()
     out: list[str] = []
-    for table, model in (("engine", EngineSettings), ("logging", LoggingSettings), ("store", StoreSettings)):
+    core_tables: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("engine", EngineSettings), ("logging", LoggingSettings), ("store", StoreSettings))
+    for table, model in core_tables:
         out += [f"### `[{table}]`", "", model.__doc__ or "", "", *_rows(model, f"SAKAIBOT_{table.upper()}__"), ""]
     common = frozenset(ModelSettings.model_fields)
     out += ["### `[models.<name>]`: keys every model has", "",
