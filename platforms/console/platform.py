@@ -12,12 +12,10 @@ from typing import TextIO
 
 from pydantic import Field
 
-from core import EventKind, JobEvent, Platform, PlatformSettings, Requester
+from core import Engine, EventKind, JobEvent, JobHandle, Platform, PlatformSettings, Requester
 from core.chat import ChatService, JobReply
 from core.chat.followers import Followers
 from core.chat.messages import caption, status_text
-from core.engine import Engine
-from core.engine.handle import JobHandle
 from platforms.console.stdin import join_continued, output_above_the_prompt, read_edited, read_lines
 
 log = logging.getLogger(__name__)
