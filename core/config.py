@@ -7,7 +7,8 @@ defaults so the caller reports every problem of every table together in one ``Co
 
 Loading happens in layers: the ``.env`` file joins the environment, the TOML file and the
 environment are merged and validated, and then the original SakaiBot's variables
-(``core.legacy``) add the models, platform and enhancer they always meant.
+(``apply_original_variables``, at the end of this module) add the models, platform and enhancer
+they always meant.
 """
 
 from __future__ import annotations
