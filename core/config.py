@@ -230,9 +230,11 @@ def _validate(bound: type[Settings], where: str, overrides: dict[str, Any]) -> t
         failing = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
     defaults = {name: Settings.model_fields[name].get_default(call_default_factory=True)
                 for name in failing if name in Settings.model_fields}
+    lenient = type("Settings", (bound,), {"model_config": {**bound.model_config, "extra": "ignore"},
+                                          "__module__": __name__})  # unknown tables reported already
     try:
-        return bound(**{**overrides, **defaults}), problems
-    except ValidationError:  # unknown top-level tables: nothing better than the defaults to go on
+        return lenient(**{**overrides, **defaults}), problems
+    except ValidationError:  # nothing better than the defaults to go on
         return Settings.model_construct(), problems
 
 

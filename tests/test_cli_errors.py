@@ -71,6 +71,13 @@ def test_every_table_is_reported_in_one_round(fresh, capsys):
     assert "Value error" not in err and "default_model" not in err
 
 
+def test_an_unknown_table_hides_no_other_problem(fresh, capsys):
+    _config(fresh, '[foo]\nx = 1\n[models.a]\nbackend = "nope"\n')
+    code, err = _run(capsys, "models")
+    assert code == 2 and "config.toml: foo: Extra inputs are not permitted" in err
+    assert "config.toml: models.a.backend: unknown backend 'nope'" in err
+
+
 def test_long_messages_are_not_wrapped(fresh, capsys):
     _config(fresh, '[platforms.telegram]\nenabled = true\nmode = "userbot"\n')
     _code, err = _run(capsys, "models")
@@ -125,3 +132,11 @@ def test_an_unknown_output_format_is_refused_before_any_work(fresh, capsys):
     code, err = _run(capsys, "generate", "fox", "--out", "fox.bmp")
     assert code == 1 and "SakaiBot writes .png, .jpg, .jpeg, .webp, .gif files, not '.bmp'" in err
     assert not (fresh / "fox.bmp").exists()
+
+
+def test_a_corrupt_store_file_in_a_subprocess(fresh):
+    (fresh / "sakaibot.db").write_bytes(b"SQLite format 3\x00" + b"\x07" * 4096)
+    done = subprocess.run([sys.executable, "-m", "core.cli", "generate", "a fox"], cwd=fresh, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("Invalid configuration:\n  - store: ") and "sakaibot.db" in done.stderr
