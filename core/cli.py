@@ -1,160 +1,293 @@
-"""The ``sakaibot`` command: generate, models, plugins, check, run."""
+"""The ``sakaibot`` command: generate, models, plugins, check, run.
+
+Exit codes: 0 success, 1 a job, a backend or a platform failed, 2 the configuration (or the job
+store) cannot be used, 130 interrupted. Errors are one plain message on stderr, never a traceback
+(``-v`` logs the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import io
+import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from core import __version__
+from core.chat.commands import OPTIONS
 from core.chat.messages import caption, status_text
-from core.config import load_settings
+from core.config import Settings, read_settings
 from core.engine import Engine
-from core.errors import ConfigError, SakaiError
-from core.hooks.host import PluginStatus
+from core.errors import ConfigError, InvalidCommand, JobNotFound, SakaiError
+from core.hooks.host import ENTRY_POINT_GROUP, PluginStatus
 from core.interfaces import CheckStatus
 from core.logs import secrets_in, setup_logging
 from core.types import EventKind, GenerationOptions, Image, ImageRequest, Requester
 
+log = logging.getLogger(__name__)
+
 EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
 CHECK_TIMEOUT = 20.0
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF"}
+_SUFFIXES = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "WEBP": (".webp",), "GIF": (".gif",)}
+
+
+def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Options valid before or after the command; sub-commands leave them alone unless given."""
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", default=default, metavar="FILE",
+                        help="config file (default: $SAKAIBOT_CONFIG, else ./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="log debug detail, tracebacks included")
+    parser.add_argument("--log-format", choices=("text", "json"), default=default,
+                        help="log lines as text or one JSON object each (default: [logging] format)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; kept separate so tests can read it."""
     parser = argparse.ArgumentParser(prog="sakaibot", description="AI image generation for chat.")
-    parser.add_argument("--config", help="config file (default: $SAKAIBOT_CONFIG or ./config.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    _global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"sakaibot {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="make one image through the whole engine")
-    gen.add_argument("prompt")
-    gen.add_argument("--model", help="model name (default: the configured default)")
-    gen.add_argument("--out", type=Path, help="file to write (default: sakaibot-<job>.<ext>)")
-    gen.add_argument("--seed", type=int)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+    gen = _command(sub, "generate", "make one image through the whole engine")
+    gen.add_argument("prompt", help="what to draw, in quotes")
+    gen.add_argument("--model", help="model name (default: the configured default model)")
+    gen.add_argument("--out", type=Path, metavar="FILE",
+                     help="file to write; .png, .jpg, .webp or .gif (default: sakaibot-<job>.<ext>)")
+    gen.add_argument("--seed", help="a number for repeatable results")
     gen.add_argument("--ar", help="aspect ratio, e.g. 16:9")
-    gen.add_argument("--no", dest="negative", help="negative prompt")
-    gen.add_argument("--steps", type=int)
+    gen.add_argument("--no", dest="negative", metavar="TEXT", help="negative prompt: what to leave out")
+    gen.add_argument("--steps", help="sampling steps, where the model takes them")
     gen.add_argument("--raw", action="store_true", help="skip prompt enhancement")
-    sub.add_parser("models", help="list the configured models")
-    sub.add_parser("plugins", help="list plugins, loaded and failed")
-    sub.add_parser("check", help="validate config and reach every configured backend")
-    sub.add_parser("run", help="start the enabled platforms and serve until Ctrl-C")
+    _command(sub, "models", "list the configured models")
+    _command(sub, "plugins", "list plugins with their package and version, loaded and failed")
+    _command(sub, "check", "validate the config, say what the environment turned on, reach every backend")
+    _command(sub, "run", "start the enabled platforms and serve until Ctrl-C or SIGTERM")
+    return parser
+
+
+def _command(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    _global_options(parser, top=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sakaibot`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True)
     try:
-        settings = load_settings(args.config)
-        quiet = args.command != "run" and settings.logging.level in ("DEBUG", "INFO")
-        level = "DEBUG" if args.verbose else "WARNING" if quiet else settings.logging.level
-        redactor = setup_logging(level, secrets_in(settings))
-        engine = Engine.from_config(settings=settings)
-        redactor.add(secrets_in(engine.model_settings, engine.platform_settings, engine.plugin_settings))
+        engine = _build(args)
         return asyncio.run(COMMANDS[args.command](engine, args))
     except ConfigError as exc:
-        err.print(exc.user_message, markup=False)
-        return EXIT_CONFIG
+        return _fail(exc.user_message, EXIT_CONFIG)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return _fail("Interrupted.", EXIT_INTERRUPTED)
+    except Exception as exc:  # the last resort: one line, the traceback only in the debug log
+        log.debug("unexpected failure", exc_info=True)
+        return _fail(f"sakaibot {args.command} failed: {type(exc).__name__}: {exc} (-v shows the traceback)",
+                     EXIT_FAILED)
 
 
+def _fail(message: str, code: int) -> int:
+    """Print plainly: rich would wrap long lines mid-word and read brackets as markup."""
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+    return code
+
+
+def _build(args: argparse.Namespace) -> Engine:
+    """Settings, logging and the engine; every configuration problem of every table in one error."""
+    settings, problems = read_settings(args.config)
+    quiet = args.command != "run" and settings.logging.level in ("DEBUG", "INFO")
+    level = "DEBUG" if args.verbose else "WARNING" if quiet else settings.logging.level
+    redactor = setup_logging(level, secrets_in(settings), args.log_format or settings.logging.format)
+    try:
+        engine = Engine.from_config(settings=settings)
+    except ConfigError as exc:
+        raise ConfigError(problems + _in_file(exc.problems, settings, problems)) from None
+    if problems:
+        raise ConfigError(problems)
+    redactor.add(secrets_in(engine.model_settings, engine.platform_settings, engine.plugin_settings))
+    return engine
+
+
+def _in_file(found: list[str], settings: Settings, earlier: list[str]) -> list[str]:
+    """Name the file in the plugin tables' problems; drop a default-model complaint caused by a bad engine table."""
+    engine_broken = any(": engine." in line for line in earlier)
+    lines = [f"{settings.source}: {line.removeprefix('config: ')}" if line.startswith("config: ") else line
+             for line in found]
+    return [line for line in lines if not (engine_broken and "engine.default_model" in line)]
+
+
+# ---------------------------------------------------------------------- generate
 async def cmd_generate(engine: Engine, args: argparse.Namespace) -> int:
     """Run one request through queue, enhancers, hooks and model; write the image."""
-    err = Console(stderr=True)
     try:
-        options = GenerationOptions(seed=args.seed, aspect_ratio=args.ar, negative_prompt=args.negative,
-                                    steps=args.steps, enhance=False if args.raw else None)
-    except ValueError as exc:
-        err.print(f"Invalid option: {exc}", markup=False)
-        return EXIT_FAILED
+        options = _options(args)
+        _format_for(args.out)
+    except InvalidCommand as exc:
+        return _fail(exc.user_message, EXIT_FAILED)
     request = ImageRequest(prompt=args.prompt, model=args.model, options=options,
                            requester=Requester(platform="cli", user_id="local", is_admin=True))
+    err = Console(stderr=True)
+    submitted: list[str] = []
     async with engine:
         try:
-            image, job = await _follow(engine, request, err)
+            image, job = await _follow(engine, request, err, submitted)
         except SakaiError as exc:
-            err.print(f"✗ {engine.render_error(None, exc)}", markup=False)
-            return EXIT_FAILED
-    out = args.out or Path(f"sakaibot-{job.id}.{image.extension}")
-    await asyncio.to_thread(write_image, out, image)
+            return _fail(f"✗ {engine.render_error(None, exc)}", EXIT_FAILED)
+        except asyncio.CancelledError:
+            return await _interrupted(engine, request, submitted)
+        out = args.out or Path(f"sakaibot-{job.id}.{image.extension}")
+        await asyncio.to_thread(write_image, out, image)
+        await engine.delivered(job.id)
     print(f"{out}\n{caption(job)}")
     return 0
 
 
-async def _follow(engine: Engine, request: ImageRequest, err: Console) -> tuple[Image, Any]:
+def _options(args: argparse.Namespace) -> GenerationOptions:
+    """The options, read by the same rules and with the same sentences as in chat."""
+    given = {"ar": args.ar, "seed": args.seed, "no": args.negative, "steps": args.steps}
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is not None:
+            key, parse = OPTIONS[name]
+            values[key] = parse(name, str(value))
+    return GenerationOptions(**values, enhance=False if args.raw else None)
+
+
+def _format_for(out: Path | None) -> str | None:
+    """The Pillow format ``--out`` asks for; refused before any work is done if SakaiBot cannot write it."""
+    if out is None:
+        return None
+    wanted = FORMATS.get(out.suffix.lower())
+    if wanted is None:
+        known = ", ".join(FORMATS)
+        raise InvalidCommand(f"--out {out}: SakaiBot writes {known} files, not '{out.suffix or 'no extension'}'.")
+    return wanted
+
+
+async def _follow(engine: Engine, request: ImageRequest, err: Console, submitted: list[str]) -> tuple[Image, Any]:
     handle = await engine.submit(request)
+    submitted.append(handle.id)  # so Ctrl-C can name and cancel the job
     with err.status("queued", spinner="dots") as status:
         async for event in handle:
             if not event.kind.final:
-                status.update(status_text(event))
+                status.update(escape(status_text(event)))
             if event.kind is EventKind.ENHANCED:
                 err.print(f"✨ {event.message}", markup=False)
     return await handle.result(), handle.job
 
 
+async def _interrupted(engine: Engine, request: ImageRequest, submitted: list[str]) -> int:
+    """Ctrl-C: cancel the job (it must not run again after a restart) and say what happened to it."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    job_id = submitted[0] if submitted else None
+    if job_id is None:
+        return _fail("Interrupted before the request was queued; nothing was made.", EXIT_INTERRUPTED)
+    try:
+        await engine.cancel(job_id, request.requester)
+    except (JobNotFound, SakaiError):
+        return _fail(f"Interrupted: job {job_id} had already finished; no file was written.", EXIT_INTERRUPTED)
+    return _fail(f"Interrupted: job {job_id} was cancelled; no image was made.", EXIT_INTERRUPTED)
+
+
 def write_image(path: Path, image: Image) -> None:
     """Write ``image``; re-encode with Pillow when the file name asks for another format."""
-    wanted = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower())
+    wanted = _format_for(path)
     data = image.data
     if wanted and f".{image.extension}" not in _SUFFIXES[wanted]:
         from PIL import Image as PILImage
 
         with PILImage.open(io.BytesIO(data)) as picture:
             buffer = io.BytesIO()
-            picture.convert("RGB" if wanted == "JPEG" else picture.mode).save(buffer, format=wanted)
+            picture.convert("RGB" if wanted in ("JPEG", "GIF") else picture.mode).save(buffer, format=wanted)
             data = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
 
 
-_SUFFIXES = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "WEBP": (".webp",)}
-
-
+# ---------------------------------------------------------------------- listings
 async def cmd_models(engine: Engine, args: argparse.Namespace) -> int:
-    """Print the configured models."""
+    """Print the configured models (names and descriptions as written: ``[schnell]`` is not markup)."""
     table = Table("model", "backend", "concurrency", "description", title="Models")
     default = engine.settings.engine.default_model
     for name, model in sorted(engine.models.items()):
         label = f"{name} (default)" if name == default else name
-        table.add_row(label, engine.model_settings[name].backend, str(engine.concurrency(name)), model.description)
+        cells = (label, engine.model_settings[name].backend, str(engine.concurrency(name)), model.description)
+        table.add_row(*(escape(cell) for cell in cells))
     Console().print(table)
     return 0
 
 
 async def cmd_plugins(engine: Engine, args: argparse.Namespace) -> int:
-    """Print every plugin with what it provides, or why it failed."""
-    table = Table("plugin", "status", "source", "provides / error", title="Plugins")
-    for record in sorted(engine.host.records.values(), key=lambda r: r.name):
-        detail = record.error if record.status is PluginStatus.FAILED else ", ".join(record.provides)
-        colour = "red" if record.status is PluginStatus.FAILED else "green"
-        table.add_row(record.name, f"[{colour}]{record.status}[/]", record.source, detail or "-")
+    """Print every plugin with its package, version and what it provides, or why it failed."""
+    table = Table("plugin", "package", "version", "status", "provides / error", title="Plugins")
+    packages = _packages()
+    records = [r for r in engine.host.records.values() if r.source != "core"]  # the core's own parts
+    for record in sorted(records, key=lambda r: r.name):
+        failed = record.status is PluginStatus.FAILED
+        detail = record.error if failed else ", ".join(record.provides)
+        package, version = packages.get(record.name, (record.source, record.version))
+        status = f"[{'red' if failed else 'green'}]{record.status}[/]"
+        table.add_row(escape(record.name), escape(package or "-"), escape(version or "-"), status,
+                      escape(detail or "-"))
     Console().print(table)
     return 0
 
 
+def _packages() -> dict[str, tuple[str, str | None]]:
+    """Entry-point name -> (distribution, version) for every installed ``sakaibot`` plugin."""
+    found = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        found[ep.name] = (dist.name, dist.version) if dist else (ep.value, None)
+    return found
+
+
+# ---------------------------------------------------------------------- check
 async def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
-    """Report each configured backend as reachable, bad credentials or unreachable."""
-    failures = 0
+    """Say what the environment turned on, then report each backend; non-zero if anything is unusable."""
+    for line in engine.settings.legacy:
+        print(f"• {line}")
+    failures = _check_enhancer(engine)
     async with engine:
         for name, model in sorted(engine.models.items()):
             ok, text = await _check_one(model)
             failures += not ok
             print(f"{'✓' if ok else '✗'} {name}: {text}")
-    print("config: ok" if not failures else f"{failures} backend(s) failed")
+    for name, settings in sorted(engine.platform_settings.items()):
+        if settings.enabled:
+            print(f"✓ platform {name}: enabled, credentials present")
+    print(f"config: ok ({engine.settings.source})" if not failures else f"{failures} problem(s) found")
     return EXIT_FAILED if failures else 0
+
+
+def _check_enhancer(engine: Engine) -> int:
+    """An enhancer with a model but no way to run is configured and unusable: a failure."""
+    settings = engine.plugin_settings.get("enhancer")
+    why_off = getattr(settings, "why_off", None)
+    if settings is None or why_off is None or not getattr(settings, "model", None):
+        return 0
+    reason = why_off()
+    if reason is None:
+        print(f"✓ prompt enhancement: {settings.model}")  # type: ignore[attr-defined]
+        return 0
+    enabled = getattr(settings, "enabled", True)
+    print(f"{'✗' if enabled else '•'} prompt enhancement: off, {reason}")
+    return int(enabled)
 
 
 async def _check_one(model: Any) -> tuple[bool, str]:
@@ -168,8 +301,12 @@ async def _check_one(model: Any) -> tuple[bool, str]:
     return result.status is CheckStatus.OK, f"{result.status}{detail}"
 
 
+# ---------------------------------------------------------------------- run
 async def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
     """Serve the enabled platforms until they finish, or Ctrl-C / SIGTERM (a second signal changes nothing)."""
+    if not any(settings.enabled for settings in engine.platform_settings.values()):
+        return _fail("Nothing to run: no platform is enabled. Set enabled = true under [platforms.<name>] "
+                     "(console, telegram, discord), or set the original bot's TELEGRAM_* variables.", EXIT_CONFIG)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -183,14 +320,25 @@ async def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
         if stop.is_set():
             print("stopping: finishing running jobs, keeping waiting ones…", file=sys.stderr)
             serving.cancel()  # serve() then quiesces the engine while platforms can still deliver
-        await asyncio.gather(serving, return_exceptions=True)
+        (outcome,) = await asyncio.gather(serving, return_exceptions=True)
     finally:
         stopping.cancel()
         await engine.stop()
-    return 0
+    return _served(outcome)
 
 
-COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
+def _served(outcome: BaseException | None) -> int:
+    """Exit code of ``run``: a platform or the engine failing is a failure a supervisor should see."""
+    if outcome is None or isinstance(outcome, asyncio.CancelledError):
+        return 0
+    if isinstance(outcome, ConfigError):
+        return _fail(outcome.user_message, EXIT_CONFIG)
+    log.debug("serving failed", exc_info=outcome)
+    message = outcome.user_message if isinstance(outcome, SakaiError) else f"{type(outcome).__name__}: {outcome}"
+    return _fail(f"sakaibot run stopped: {message}", EXIT_FAILED)
+
+
+COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "generate": cmd_generate, "models": cmd_models, "plugins": cmd_plugins, "check": cmd_check, "run": cmd_run,
 }
 

@@ -107,3 +107,54 @@ def test_cli_check_reports_each_backend(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SAKAIBOT_CONFIG", str(config))
     assert main(["check"]) == 0
     assert "✓ preview: ok" in capsys.readouterr().out
+
+
+async def test_line_editor_recalls_history_and_ends_on_ctrl_d(tmp_path):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from platforms.console.stdin import read_edited
+
+    history = tmp_path / "history"
+    with create_pipe_input() as keys:
+        lines = read_edited(history, input=keys, output=DummyOutput())
+        keys.send_text("/image=a=a red fox\r")
+        first = await anext(lines)
+        keys.send_text("\x1b[A")  # Up recalls the last line...
+        keys.send_text("\x7f\x7f\x7fcat\r")  # ...and three backspaces edit it
+        second = await anext(lines)
+        keys.send_text("\x04")  # Ctrl-D
+        rest = [line async for line in lines]
+    assert (first, second, rest) == ("/image=a=a red fox\n", "/image=a=a red cat\n", [])
+    assert "/image=a=a red cat" in history.read_text(encoding="utf-8")
+
+
+async def test_one_queued_line_per_job(engine_factory, tmp_path):
+    import asyncio
+
+    engine, backend = await engine_factory(max_pending_per_user=10)
+    gate = backend.models["a"].gate = asyncio.Event()
+
+    async def lines() -> AsyncIterator[str]:
+        for n in range(4):
+            yield f"/image=a=fox {n}\n"
+        for _ in range(20):
+            await asyncio.sleep(0.01)  # positions move as the lane drains
+        gate.set()
+
+    out = io.StringIO()
+    console = ConsolePlatform(ConsoleSettings(enabled=True, output_dir=tmp_path), lines=lines(), out=out)
+    await engine.serve([console])
+    text = out.getvalue()
+    assert text.count("⏳ Queued") == 4 and text.count("✅ Done") == 4
+
+
+async def test_history_shows_a_multi_line_prompt_on_one_line(tmp_path):
+    from tests.utils import make_engine
+
+    engine, _backend = make_engine(store={"path": str(tmp_path / "jobs.db")})
+    await engine.start()
+    text = await _run_console(engine, tmp_path, "/image=a=first line \\", "second line", "/history")
+    await engine.stop()
+    history = text.split("Your last jobs:\n", 1)[1].splitlines()
+    assert history[0].endswith("first line ↵ second line")

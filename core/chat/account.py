@@ -211,6 +211,7 @@ def _word(flag: bool) -> str:
 
 
 def _history_line(record: JobRecord) -> str:
-    prompt = record.prompt if len(record.prompt) <= 60 else record.prompt[:59] + "…"
+    flat = " ↵ ".join(" ".join(line.split()) for line in record.prompt.strip().splitlines())  # one entry, one line
+    prompt = flat if len(flat) <= 60 else flat[:59] + "…"
     when = time.strftime("%m-%d %H:%M", time.gmtime(record.created_at))
     return f"• {record.id} {when} {record.model} {record.state}: {prompt}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -11,13 +12,11 @@ from typing import TextIO
 
 from pydantic import Field
 
-from core import EventKind, JobEvent, Platform, PlatformSettings, Requester
+from core import Engine, EventKind, JobEvent, JobHandle, Platform, PlatformSettings, Requester
 from core.chat import ChatService, JobReply
 from core.chat.followers import Followers
 from core.chat.messages import caption, status_text
-from core.engine import Engine
-from core.engine.handle import JobHandle
-from platforms.console.stdin import join_continued, read_lines
+from platforms.console.stdin import join_continued, output_above_the_prompt, read_edited, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,8 @@ class ConsoleSettings(PlatformSettings):
     output_dir: Path = Field(default=Path("outputs"), description="Where finished images are saved.")
     user: str = Field(default="local", min_length=1, description="The user id jobs are filed under.")
     admin: bool = Field(default=True, description="The local user skips caps and rate limits.")
+    history_file: Path | None = Field(default=None, description="Keep typed lines here across runs (Up/Down).")
+    line_editing: bool = Field(default=True, description="Edit lines with arrows and history on a terminal.")
 
 
 class ConsolePlatform(Platform):
@@ -43,13 +44,14 @@ class ConsolePlatform(Platform):
         self.followers = Followers("console")
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
+        self._screen = contextlib.ExitStack()
         self.requester = Requester(platform="console", user_id=settings.user, chat_id="console",
                                    is_admin=settings.admin)
 
     async def start(self, engine: Engine) -> None:
         """Begin reading commands."""
         self.chat = ChatService(engine)
-        lines = self._lines if self._lines is not None else read_lines()
+        lines = self._lines if self._lines is not None else self._terminal_lines()
         self._say("SakaiBot console - type /help, or /image=<model>=<prompt>.")
         for handle in await engine.resume(self.name):
             self._say(f"[{handle.id}] resumed after a restart")
@@ -62,6 +64,7 @@ class ConsolePlatform(Platform):
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         await self.followers.close()
+        self._screen.close()
         self._closed.set()
 
     async def wait_closed(self) -> None:
@@ -84,16 +87,27 @@ class ConsolePlatform(Platform):
         else:
             self._say(reply.text)
 
+    def _terminal_lines(self) -> AsyncIterator[str]:
+        """A line editor when a person is typing; plain lines from a pipe or a file."""
+        if not (self.settings.line_editing and sys.stdin.isatty() and sys.stdout.isatty()):
+            return read_lines()
+        self._screen.enter_context(output_above_the_prompt())
+        return read_edited(self.settings.history_file)
+
     def _track(self, handle: JobHandle) -> None:
         self.followers.start(self._follow(handle), handle)
 
     async def _follow(self, handle: JobHandle) -> None:
-        last = ""
+        last, queued = "", False
         async for event in handle:
             if event.kind is EventKind.DONE:
                 await self._deliver(event)
                 continue
             text = status_text(event)
+            if event.kind in (EventKind.QUEUED, EventKind.POSITION):
+                if queued:
+                    continue  # one "Queued" line per job: positions change too often to print each
+                queued = True
             if _worth_showing(event, text, last):
                 self._say(f"[{handle.id}] {text}")
                 last = text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -38,7 +40,7 @@ class TelegramSettings(PlatformSettings):
                                           ("bot_token", "bot_token_env", "TELEGRAM_BOT_TOKEN"),
                                           ("session", "session_env", "TELEGRAM_SESSION")):
             data = from_environment(data, field, env_field, default)
-        return data
+        return _session_file_to_string(data)
 
     @model_validator(mode="after")
     def _credentials(self) -> TelegramSettings:
@@ -53,3 +55,37 @@ class TelegramSettings(PlatformSettings):
         if missing:
             raise ValueError(f"set {', '.join(missing)} in the environment")
         return self
+
+
+def _session_file_to_string(data: Any) -> Any:
+    """A ``session`` naming an existing Telethon ``.session`` file is read into a session string.
+
+    The original bot kept its login in such a file; reading it keeps that login (no new code by SMS).
+    """
+    if not isinstance(data, dict) or not data.get("session") or not data.get("enabled", False):
+        return data
+    value = data["session"]
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    if len(text) > 1024 or not (text.endswith(".session") or Path(text + ".session").is_file()):
+        return data  # a session string, as made by python -m platforms.telegram.login
+    return {**data, "session": session_string_from_file(Path(text))}
+
+
+def session_string_from_file(path: Path) -> str:
+    """The login stored in a Telethon SQLite session file, as a ``StringSession`` string."""
+    file = path if path.suffix == ".session" else Path(f"{path}.session")
+    if not file.is_file():
+        raise ValueError(f"{file}: no such Telethon session file")
+    from telethon.sessions import SQLiteSession, StringSession  # only when Telegram is enabled
+
+    try:
+        session = SQLiteSession(str(file))
+    except sqlite3.Error as exc:
+        raise ValueError(f"{file}: not a Telethon session file ({exc})") from exc
+    try:
+        text = StringSession.save(session)  # type: ignore[arg-type]  # save() encodes any Session
+    finally:
+        session.close()
+    if not text:
+        raise ValueError(f"{file}: holds no login; log in again with: python -m platforms.telegram.login")
+    return text

@@ -16,7 +16,7 @@ from plugins.cloudflare.response import read_image
 from plugins.cloudflare.settings import CustomWorkerSettings
 
 if TYPE_CHECKING:
-    from core.engine import Engine
+    from core import EngineView
 
 SERVICE = "The image Worker"
 
@@ -24,7 +24,7 @@ SERVICE = "The image Worker"
 class CustomWorkerModel(ImageModel):
     """A model behind a Worker URL; what it accepts is whatever its config declares."""
 
-    def __init__(self, name: str, settings: CustomWorkerSettings, engine: Engine) -> None:
+    def __init__(self, name: str, settings: CustomWorkerSettings, engine: EngineView) -> None:
         self.name = name
         self.settings = settings
         self.engine = engine

@@ -25,6 +25,7 @@ from core.errors import (
     QuotaExceeded,
     SakaiError,
 )
+from core.logs import mask_secrets
 
 QUOTA_CODES = {3036, 4006}
 CAPACITY_CODES = {3040}
@@ -59,7 +60,7 @@ def map_error(status: int, errors: Sequence[Mapping[str, Any]], headers: Mapping
               text: str = "") -> SakaiError:
     """The SakaiError for a failed Workers AI (or custom Worker) response."""
     codes = {int(e["code"]) for e in errors if str(e.get("code", "")).isdigit()}
-    message = "; ".join(str(e.get("message", "")) for e in errors) or text
+    message = mask_secrets("; ".join(str(e.get("message", "")) for e in errors) or text)  # Workers echo headers
     detail = f"HTTP {status} {sorted(codes)} {message[:500]}"
     by_content = _by_content(codes, message, detail, headers)
     if by_content is not None:
@@ -75,7 +76,7 @@ def _by_content(codes: set[int], message: str, detail: str, headers: Mapping[str
     if NSFW_RE.search(message):  # 3030 is also used for invalid input, so the text decides
         return ContentRejected(detail=detail)
     if codes & CAPACITY_CODES or CAPACITY_RE.search(message):
-        return BackendRateLimited("Cloudflare is out of capacity right now; trying again shortly.",
+        return BackendRateLimited("Cloudflare is out of capacity right now.",
                                   retry_after=retry_after(headers), detail=detail)
     if codes & AUTH_CODES:
         return BackendAuthError(detail=detail)

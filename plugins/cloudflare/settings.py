@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -60,8 +61,30 @@ class CustomWorkerSettings(ModelSettings):
 
     @model_validator(mode="after")
     def _url_present(self) -> CustomWorkerSettings:
-        if not self.url and self.enabled:
+        if not self.enabled:
+            return self
+        if not self.url:
             raise ValueError(f"no Worker URL: set url, or ${self.url_env or 'the variable named by url_env'}")
-        if self.api_key_env and not self.api_key and self.enabled:
+        refusal = insecure_url_reason(self.url, self.url_env)
+        if refusal:
+            raise ValueError(refusal)
+        if self.api_key_env and not self.api_key:
             raise ValueError(f"set {self.api_key_env} in the environment")
         return self
+
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def insecure_url_reason(url: str, variable: str | None = None) -> str | None:
+    """Why ``url`` is refused, or ``None``: prompts and the Bearer key must not cross a network in clear text."""
+    parsed = urlsplit(url)
+    host = (parsed.hostname or "").lower()
+    named = f"{variable} ({url})" if variable else url
+    if parsed.scheme not in ("http", "https") or not host:
+        return f"{named} is not an http(s) URL"
+    local = host in LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+    if parsed.scheme == "http" and not local:
+        return (f"{named} must start with https://: over plain http the prompts and the API key would cross "
+                f"the network unencrypted (http:// is accepted only for localhost / 127.0.0.1)")
+    return None

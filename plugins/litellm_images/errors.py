@@ -16,13 +16,14 @@ from core import (
     QuotaExceeded,
     SakaiError,
 )
+from core.logs import mask_secrets
 
 CONTENT_CODES = {"moderation_blocked", "content_policy_violation"}
 
 
 def map_litellm_error(litellm: ModuleType, exc: Exception) -> SakaiError:
     """The SakaiError for an exception raised by ``litellm.aimage_generation``."""
-    detail = f"{type(exc).__name__}: {str(exc)[:500]}"
+    detail = mask_secrets(f"{type(exc).__name__}: {str(exc)[:500]}")
     code = _code(exc)
     text = str(exc).lower()
     if isinstance(exc, litellm.ContentPolicyViolationError) or code in CONTENT_CODES or "safety system" in text:
@@ -75,4 +76,4 @@ def _message(exc: Exception) -> str:
     text = " ".join(str(getattr(exc, "message", exc)).split())
     for prefix in ("litellm.BadRequestError: ", "OpenAIException - "):
         text = text.replace(prefix, "")
-    return text[:200]
+    return mask_secrets(text)[:200]
