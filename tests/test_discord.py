@@ -116,7 +116,8 @@ async def test_text_commands_answer_privately(fake, engine):
     bad = await fake.slash("image", ALICE, prompt="x", model="nope")
     await _until(lambda: fake.for_token(bad))
     refused = fake.for_token(bad)[0].json
-    assert refused["type"] == 4 and refused["data"]["flags"] == 64 and "Unknown model 'nope'" in refused["data"]["content"]
+    assert refused["type"] == 4 and refused["data"]["flags"] == 64
+    assert "Unknown model 'nope'" in refused["data"]["content"]
     await platform.stop()
 
 

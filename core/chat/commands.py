@@ -119,7 +119,9 @@ def parse_command(text: str, bot_username: str | None = None) -> Command | None:
     parser = ARGUMENT_PARSERS.get(name)
     if parser is not None:
         return parser(words)
-    return {"models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand, "stats": StatsCommand}[name]()
+    simple: dict[str, type[ModelsCommand | QueueCommand | HelpCommand | StatsCommand]] = {
+        "models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand, "stats": StatsCommand}
+    return simple[name]()
 
 
 def _addressed_to_us(mention: str | None, bot_username: str | None) -> bool:

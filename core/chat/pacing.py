@@ -19,7 +19,7 @@ from typing import Any
 Apply = Callable[[str, Any], Awaitable[bool]]
 
 
-class RetryAfter(Exception):  # noqa: N818 - a signal from the platform, not a failure
+class RetryAfter(Exception):
     """The platform refused for now and named a wait in seconds; nothing was sent."""
 
     def __init__(self, seconds: float) -> None:
