@@ -253,11 +253,13 @@ async def test_a_crash_between_send_and_delivered_resends_once_and_discord_keeps
     await first.stop()
     second = _engine(tmp_path)
     await second.start()
-    await _platform(fake, second)
+    restarted = await _platform(fake, second)
     await _until(lambda: len(fake.calls_to("/channels/5000/messages", "POST")) == 2)
     posts = fake.calls_to("/channels/5000/messages", "POST")
     assert posts[0].json["nonce"] == posts[1].json["nonce"]
     assert len([m for m in fake.messages.values() if m.get("nonce") == posts[0].json["nonce"]]) == 1
+    STARTED.remove(restarted)
+    await restarted.stop()  # lets the resend record its delivery
     await second.stop()
     third = _engine(tmp_path)
     await third.start()

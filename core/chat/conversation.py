@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -158,7 +158,7 @@ class Conversation:
     async def reply(self, reply: Reply, target: ReplyTarget) -> None:
         """Follow a job reply; say a text reply."""
         if isinstance(reply, JobReply):
-            self.follow(reply.handle, target)
+            await self._follow_now(reply.handle, target)
         elif isinstance(reply, TextReply):
             await self.say(target, reply.text)
 
@@ -195,9 +195,22 @@ class Conversation:
 
     async def run(self, handle: JobHandle, target: ReplyTarget) -> None:
         """Follow one job to its end through ``target``."""
+        await self._rest(handle.events(), self._pacer(target), target)
+
+    async def _follow_now(self, handle: JobHandle, target: ReplyTarget) -> None:
+        """The admitted status in the caller's task (not behind every other task), the rest in the background."""
         status = self._pacer(target)
+        events = handle.events()
+        first = await anext(events)  # submit has published it already: no wait
+        await self._on(first, status, target)
+        if first.kind.final:
+            await status.close()
+            return
+        self.followers.start(self._rest(events, status, target), handle)
+
+    async def _rest(self, events: AsyncIterator[JobEvent], status: PacedStatus, target: ReplyTarget) -> None:
         try:
-            async for event in handle:
+            async for event in events:
                 await self._on(event, status, target)
         finally:
             await status.close()

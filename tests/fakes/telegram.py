@@ -187,6 +187,8 @@ class FakeSender:
 
     def _edited(self, request: Any) -> types.Updates:
         message = self._message(request, request.id, request.message or "")
+        if request.id in self.messages:  # an edit keeps what it replied to
+            message.reply_to = self.messages[request.id].reply_to
         self.messages[request.id] = message
         return types.Updates(updates=[types.UpdateEditMessage(message=message, pts=1, pts_count=1)],
                              users=[self.me], chats=[], date=dt.datetime.now(dt.UTC), seq=0)
