@@ -137,12 +137,14 @@ async def test_rerolls_read_the_whole_request_from_the_store_after_a_restart(fak
     await first.stop()
     second = _engine(tmp_path)
     await second.start()
-    await _platform(fake, second)
+    restarted = await _platform(fake, second)
     pressed = await fake.click(result, _button(fake, result, "rr"), ALICE)
     await _until(lambda: _images(fake, pressed))
     job = await _job(second, _images(fake, pressed)[0])
     assert job.request.prompt == prompt.strip()
     assert (job.request.options.aspect_ratio, job.request.options.steps, job.request.options.seed) == ("3:2", 12, None)
+    STARTED.remove(restarted)
+    await restarted.stop()
     await second.stop()
 
 
@@ -225,13 +227,15 @@ async def test_after_fifteen_minutes_the_image_goes_to_the_channel_once_and_the_
     monkeypatch.setattr("platforms.discord.target.token_usable", lambda expires_at: False)
     quick = _engine(tmp_path)
     await quick.start()
-    await _platform(fake, quick)
+    restarted = await _platform(fake, quick)
     await _until(lambda: fake.calls_to("/channels/5000/messages", "POST"))
     posted = fake.calls_to("/channels/5000/messages", "POST")[0]
     assert posted.json["content"] == "<@601> your image is ready." and posted.files
     assert posted.json["enforce_nonce"] is True and posted.json["nonce"].startswith("sakai")
     original = fake.interactions[token]["original"]
     await _until(lambda: fake.messages[original]["content"] == MOVED)
+    STARTED.remove(restarted)
+    await restarted.stop()
     await quick.stop()
 
 

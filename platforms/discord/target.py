@@ -9,6 +9,7 @@ and the old status is marked as moved where Discord allows.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -27,6 +28,33 @@ TOKEN_LIFE = dt.timedelta(minutes=15)
 TOKEN_MARGIN = dt.timedelta(seconds=30)
 MOVED = "➡️ The result was posted below as a new message."
 ACTIONS = {"cancel": "cx", "reroll": "rr", "variation": "var"}
+
+
+class Acknowledgements:
+    """Deferrals in flight: status edits wait for them, so a burst never pushes one past Discord's 3 s."""
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        """A deferral is about to be sent."""
+        self._pending += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        """It was sent (or failed)."""
+        self._pending -= 1
+        if self._pending == 0:
+            self._idle.set()
+
+    async def quiet(self) -> None:
+        """Until no deferral is waiting."""
+        await self._idle.wait()
+
+
+ACKS = Acknowledgements()
 
 
 def token_usable(expires_at: dt.datetime) -> bool:
@@ -82,7 +110,11 @@ class DiscordTarget:
         """Defer within Discord's 3 seconds ("thinking…"), privately for a private request."""
         assert self.interaction is not None
         if not self.interaction.response.is_done():
-            response = await self.interaction.response.defer(thinking=True, ephemeral=self.private)
+            ACKS.begin()
+            try:
+                response = await self.interaction.response.defer(thinking=True, ephemeral=self.private)
+            finally:
+                ACKS.end()
             self.message_id = getattr(response, "message_id", None)
         return {"channel": str(self.channel_id), "user": str(self.user_id), "private": "1" if self.private else "0",
                 "interaction": str(self.interaction_id), "token": self.token, "message": str(self.message_id or "")}
@@ -91,6 +123,7 @@ class DiscordTarget:
         """Edit the deferred response; ``False`` once its token or message is gone."""
         if not self._token_alive() or self.message_id is None:
             return False
+        await ACKS.quiet()
         try:
             await self.webhook.edit_message(self.message_id, content=text[:2000], view=self._view(buttons))
             return True
