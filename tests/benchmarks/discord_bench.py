@@ -25,7 +25,6 @@ from platforms.discord.settings import DiscordSettings
 from tests.benchmarks.engine_bench import Row, render
 from tests.fakes.discord import FakeDiscord, user_payload
 
-
 ADMITTED = ("⏳ Queued for", "🎨 Generating", "✨ Enhancing")
 
 
