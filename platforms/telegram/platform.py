@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telethon import TelegramClient, events
+from telethon import TelegramClient, errors, events
 from telethon.sessions import StringSession
 
 from core import Platform, Requester, SakaiError
@@ -130,7 +130,11 @@ class TelegramPlatform(Platform):
         assert self.client is not None
         chat = int(where["chat"])
         reply_to = int(where["reply_to"]) if where.get("reply_to") else None
-        status = await self.client.get_messages(chat, ids=int(where["status"]))
+        try:
+            status = await self.client.get_messages(chat, ids=int(where["status"]))
+        except errors.RPCError as exc:  # a flood wait or a chat we left: a new status message will do
+            log.info("status of job %s not found again: %s", job.id, exc)
+            status = None
         return self._target(chat, reply_to, int(where["owner"]), status)
 
     # ------------------------------------------------------------------ buttons
