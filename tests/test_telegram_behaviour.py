@@ -89,7 +89,15 @@ async def test_reroll_and_variation_repeat_the_whole_request_with_a_new_seed(eng
     await tg.message("/image=preview=a lighthouse --ar 16:9 --no text --steps 12 --seed 5 --file", sender=ALICE)
     await _until(lambda: _media(tg))
     first = await _job_of(engine, _media(tg)[0])
-    first.enhanced_prompt = "a lighthouse at dusk, volumetric fog"  # as an enhancer would have left it
+    remembered = engine.past_job
+
+    async def enhanced(job_id: str) -> Any:  # the first job as an enhancer would have left it
+        job = await remembered(job_id)
+        if job is not None and job_id == first.id:
+            job.enhanced_prompt = "a lighthouse at dusk, volumetric fog"
+        return job
+
+    engine.past_job = enhanced  # type: ignore[method-assign]
     result = _result_id(tg, _media(tg)[0])
     await tg.press(_button(_media(tg)[0], "reroll"), sender=ALICE, message_id=result)
     await _until(lambda: len(_media(tg)) == 2)

@@ -15,11 +15,10 @@ import discord
 import yarl
 from discord import app_commands
 
-from core import Job, Platform, Requester, SakaiError
+from core import Engine, Job, Platform, Requester, SakaiError
 from core.chat import ChatService, TextReply
 from core.chat.commands import CancelCommand, ImageCommand, image_command
 from core.chat.conversation import Conversation
-from core.engine import Engine
 from core.errors import InvalidCommand
 from core.types import MAX_SEED, GenerationOptions, ImageRequest
 from platforms.discord.access import Access

@@ -12,11 +12,10 @@ from typing import Any
 from telethon import TelegramClient, errors, events
 from telethon.sessions import StringSession
 
-from core import Platform, Requester, SakaiError
+from core import Engine, Platform, Requester, SakaiError
 from core.chat.commands import parse_command
 from core.chat.conversation import Conversation
 from core.chat.pacing import REAL_CLOCK, ChatBudget, Clock
-from core.engine import Engine
 from core.types import Job
 from platforms.telegram import buttons
 from platforms.telegram.access import Access
