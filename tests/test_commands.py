@@ -10,8 +10,10 @@ from core.chat.commands import (
     CancelCommand,
     HelpCommand,
     ImageCommand,
+    InfoCommand,
     ModelsCommand,
     QueueCommand,
+    image_command,
     parse_command,
 )
 from core.errors import InvalidCommand, UserError
@@ -121,3 +123,31 @@ def test_round_trip(model, prompt, seed, ratio, negative, raw):
     assert command.options.seed == seed and command.options.aspect_ratio == ratio
     assert command.options.negative_prompt == (negative.strip() if negative else None)
     assert command.options.enhance is (False if raw else None)
+
+
+@pytest.mark.parametrize("text", ["/image = flux = a cat", "/image =flux= a cat", "/image= flux =a cat",
+                                  "/image\t=\tflux\t=a cat"])
+def test_spaces_around_the_equals_signs_are_accepted(text):
+    command = parse_command(text)
+    assert (command.model, command.prompt) == ("flux", "a cat")
+
+
+def test_info_takes_the_id_as_printed_under_an_image():
+    assert parse_command("/info #3F2A9C") == InfoCommand("3f2a9c")
+
+
+def test_a_prompt_field_with_flags_parses_like_a_command():
+    command = image_command("a cat --ar 16:9 --seed 9 --model Flux")
+    assert (command.prompt, command.model, command.options.aspect_ratio, command.options.seed) == \
+        ("a cat", "flux", "16:9", 9)
+    with pytest.raises(InvalidCommand, match="Describe the image"):
+        image_command("--ar 16:9")
+
+
+spaces = st.text(alphabet=" \t", max_size=3)
+
+
+@given(before=spaces, model=models, around=spaces, after=spaces, prompt=words)
+def test_spaced_round_trip(before, model, around, after, prompt):
+    command = parse_command(f"/image{before}={around}{model}{after}={prompt}")
+    assert command.model == model and command.prompt == prompt.strip()

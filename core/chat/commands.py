@@ -119,7 +119,9 @@ def parse_command(text: str, bot_username: str | None = None) -> Command | None:
     parser = ARGUMENT_PARSERS.get(name)
     if parser is not None:
         return parser(words)
-    return {"models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand, "stats": StatsCommand}[name]()
+    simple: dict[str, type[ModelsCommand | QueueCommand | HelpCommand | StatsCommand]] = {
+        "models": ModelsCommand, "queue": QueueCommand, "help": HelpCommand, "stats": StatsCommand}
+    return simple[name]()
 
 
 def _addressed_to_us(mention: str | None, bot_username: str | None) -> bool:
@@ -143,7 +145,7 @@ def _parse_history(words: list[str]) -> HistoryCommand:
 def _parse_info(words: list[str]) -> InfoCommand:
     if len(words) != 1:
         raise InvalidCommand("Use /info <job id> (the id is under each image and in /history).")
-    return InfoCommand(words[0].lower())
+    return InfoCommand(words[0].lstrip("#").lower())
 
 
 def _parse_settings(words: list[str]) -> SettingsCommand:
@@ -173,14 +175,20 @@ ARGUMENT_PARSERS: dict[str, Any] = {"cancel": _parse_cancel, "history": _parse_h
 
 def _parse_image(rest: str) -> ImageCommand | None:
     model: str | None = None
-    if rest.startswith("="):
-        model, separator, rest = rest[1:].partition("=")
+    spaced = rest.lstrip(" \t")
+    if spaced.startswith("="):  # /image=flux=a cat, and as typed on phones: /image = flux = a cat
+        model, separator, rest = spaced[1:].partition("=")
         model = model.strip()
         if not separator or not MODEL_RE.match(model):
             raise InvalidCommand(f"That is not a model and a prompt. {IMAGE_USAGE}")
     elif rest and not rest[0].isspace():
         return None
-    prompt, options = split_options(rest)
+    return image_command(rest, model)
+
+
+def image_command(text: str, model: str | None = None) -> ImageCommand:
+    """A prompt with its ``--options`` (as typed after ``/image``, or in a platform's prompt field)."""
+    prompt, options = split_options(text)
     if not prompt:
         raise InvalidCommand(f"Describe the image you want. {IMAGE_USAGE}")
     chosen = options.pop("model", None)

@@ -42,11 +42,12 @@ def elapsed(job: Job) -> float:
     return max(0.0, end - job.created_at)
 
 
-def caption(job: Job) -> str:
-    """The text under a finished image: model, seed, time, and the prompt actually used."""
+def caption(job: Job, *, with_id: bool = False) -> str:
+    """The text under a finished image: model, seed, time (and the job id for ``/info``), and the prompt used."""
     image = job.result
     seed = image.seed if image and image.seed is not None else job.generation.seed
-    parts = [f"🎨 {job.model}", f"seed {seed}" if seed is not None else None, f"{elapsed(job):.1f} s"]
+    parts = [f"🎨 {job.model}", f"seed {seed}" if seed is not None else None, f"{elapsed(job):.1f} s",
+             f"#{job.id}" if with_id else None]
     head = " · ".join(p for p in parts if p)
     if job.enhanced_prompt:
         return f"{head}\n✨ {job.enhanced_prompt}\n📝 {job.request.prompt}"
@@ -62,6 +63,29 @@ def truncate_words(text: str, limit: int, ellipsis: str = "…") -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip() + ellipsis
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units, as Telegram counts its limits (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def truncate_utf16(text: str, limit: int, ellipsis: str = "…") -> str:
+    """``text`` cut at a word boundary to at most ``limit`` UTF-16 code units."""
+    if utf16_length(text) <= limit:
+        return text
+    room = limit - utf16_length(ellipsis)
+    cut, used = [], 0
+    for char in text:
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > room:
+            break
+        cut.append(char)
+    kept = "".join(cut)
+    space = max(kept.rfind(" "), kept.rfind("\n"))
+    if space > len(kept) // 2:
+        kept = kept[:space]
+    return kept.rstrip() + ellipsis
 
 
 def models_text(engine: Engine) -> str:

@@ -26,7 +26,7 @@ from core.chat.commands import (
     parse_command,
 )
 from core.engine.handle import JobHandle
-from core.errors import SakaiError
+from core.errors import JobNotFound, SakaiError
 from core.types import ImageRequest, Requester
 
 if TYPE_CHECKING:
@@ -82,6 +82,33 @@ class ChatService:
                                    options=command.options, delivery=delivery or {})
             return JobReply(await self.engine.submit(request))
         return TextReply(await self._text(command, requester))
+
+    async def again(self, job_id: str, variation: bool, requester: Requester,
+                    delivery: dict[str, str] | None = None) -> Reply:
+        """Reroll (``variation`` False) or Variation of a past job; refusals become their message."""
+        try:
+            return JobReply(await self.engine.submit(await self.repeat(job_id, variation, requester, delivery)))
+        except SakaiError as exc:
+            return TextReply(self.engine.render_error(None, exc), is_error=True)
+
+    async def repeat(self, job_id: str, variation: bool, requester: Requester,
+                     delivery: dict[str, str] | None = None) -> ImageRequest:
+        """The past job's whole request with a new seed; Variation starts from its enhanced prompt.
+
+        Read from the engine (memory or job store), never from a caption: options, model, privacy and
+        multi-line prompts all survive a restart.
+        """
+        job = await self.engine.past_job(job_id)
+        if job is None:
+            raise JobNotFound("That request is no longer kept; send it again.")
+        old = job.request
+        changes: dict[str, object] = {"seed": None}
+        prompt = old.prompt
+        if variation and job.enhanced_prompt:
+            prompt, changes["enhance"] = job.enhanced_prompt, False
+        return ImageRequest(prompt=prompt, model=job.model, requester=requester,
+                            options=old.options.model_copy(update=changes),
+                            delivery={**old.delivery, **(delivery or {})})
 
     async def _text(self, command: Command, requester: Requester) -> str:
         account = self.account

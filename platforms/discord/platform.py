@@ -1,48 +1,34 @@
-"""The Discord adapter: slash commands and buttons in, deferred responses and follow-ups out."""
+"""The Discord adapter: slash commands and buttons in, a conversation per job out. No business rules.
+
+An interaction becomes (command, requester, reply target); ``core.chat.conversation`` does the
+rest. Everything but an image and its status is answered privately, and the command tree's error
+handler answers whatever fails, so no interaction is left unanswered.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import io
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import discord
 import yarl
 from discord import app_commands
 
-from core import EventKind, GenerationOptions, Job, Platform, Requester, SakaiError
-from core.chat import ChatService, JobReply, TextReply
-from core.chat.commands import (
-    SETTING_KEYS,
-    BanCommand,
-    CancelCommand,
-    HelpCommand,
-    HistoryCommand,
-    ImageCommand,
-    InfoCommand,
-    ModelsCommand,
-    QueueCommand,
-    SettingsCommand,
-    StatsCommand,
-)
-from core.chat.followers import Followers
-from core.chat.messages import elapsed, status_text
-from core.chat.pacing import PacedStatus
-from core.engine import Engine
-from core.engine.handle import JobHandle
+from core import Engine, Job, Platform, Requester, SakaiError
+from core.chat import ChatService, TextReply
+from core.chat.commands import CancelCommand, ImageCommand, image_command
+from core.chat.conversation import Conversation
+from core.errors import InvalidCommand
+from core.types import MAX_SEED, GenerationOptions, ImageRequest
 from platforms.discord.access import Access
-from platforms.discord.files import fit
 from platforms.discord.settings import DiscordSettings
-from platforms.discord.views import JobButton, job_view
+from platforms.discord.slash import register
+from platforms.discord.target import DiscordTarget
+from platforms.discord.views import JobButton
 
 log = logging.getLogger(__name__)
-ASPECTS = [("1:1 square", "1:1"), ("16:9 wide", "16:9"), ("9:16 tall", "9:16"), ("4:3", "4:3"), ("3:4", "3:4"),
-           ("3:2", "3:2"), ("2:3", "2:3"), ("21:9 cinema", "21:9")]
-TOKEN_MARGIN = dt.timedelta(seconds=30)
+TRY_AGAIN = "Something went wrong on our side; it was logged. Try again in a moment."
 
 
 class SakaiClient(discord.Client):
@@ -54,31 +40,6 @@ class SakaiClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
 
 
-class DiscordStatus(PacedStatus):
-    """The deferred response, edited as the job moves."""
-
-    def __init__(self, interaction: discord.Interaction, interval: float) -> None:
-        super().__init__(interval)
-        self.interaction = interaction
-
-    async def apply(self, text: str, extra: Any) -> bool:
-        """Edit the original response; an expired token ends the editing."""
-        if self.interaction.is_expired():
-            self.gone = True
-            return False
-        try:
-            await self.interaction.edit_original_response(content=text, view=extra)
-            return True
-        except discord.NotFound:
-            self.gone = True
-        except discord.HTTPException as exc:
-            log.warning("status edit failed: %s", exc)
-        except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
-            log.info("status edit dropped: %s", exc)
-            self.gone = True
-        return False
-
-
 class DiscordPlatform(Platform):
     """Slash commands on discord.py; ``client_options`` are passed to the client (tests shorten waits)."""
 
@@ -88,16 +49,17 @@ class DiscordPlatform(Platform):
         self.settings = settings
         self.access = Access(settings)
         self.client = SakaiClient(self, **client_options)
-        self.followers = Followers("discord")
         self._runner: asyncio.Task[None] | None = None
-        self._register_commands()
+        register(self.client.tree, self)
+        self.client.tree.on_error = self.on_command_error  # type: ignore[method-assign]
         self.client.add_dynamic_items(JobButton)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, engine: Engine) -> None:
-        """Log in, sync commands (not on every reconnect), connect, wait until ready."""
+        """Log in, sync commands (not on every reconnect), connect, wait until ready, resume."""
         self.engine = engine
         self.chat = ChatService(engine)
+        self.conversation = Conversation(engine, self.name, interval=self.settings.edit_interval)
         self._point_at_endpoints()
         assert self.settings.token is not None
         await self.client.login(self.settings.token.get_secret_value())
@@ -105,8 +67,7 @@ class DiscordPlatform(Platform):
             await self._sync()
         self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         await self.client.wait_until_ready()
-        for handle in await engine.resume(self.name):
-            self._track(self._resume(handle), handle)
+        await self.conversation.resume(self._target_for)
         log.info("discord ready as %s", self.client.user)
 
     def _point_at_endpoints(self) -> None:
@@ -126,7 +87,8 @@ class DiscordPlatform(Platform):
 
     async def stop(self) -> None:
         """Stop following jobs and close the connection."""
-        await self.followers.close()
+        if hasattr(self, "conversation"):
+            await self.conversation.close()
         await self.client.close()
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -136,78 +98,11 @@ class DiscordPlatform(Platform):
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
 
+    async def _target_for(self, job: Job) -> DiscordTarget | None:
+        where = job.request.delivery
+        return DiscordTarget.resumed(self.client, where) if {"channel", "user"} <= where.keys() else None
+
     # ------------------------------------------------------------------ commands
-    def _register_commands(self) -> None:
-        tree = self.client.tree
-
-        @tree.command(name="image", description="Make an image from your words")
-        @app_commands.describe(prompt="What to draw", model="Which model (default: the bot's default)",
-                               aspect="Aspect ratio", seed="A number for repeatable results",
-                               negative="What to leave out", enhance="Let an LLM improve the prompt first",
-                               private="Only you see the answer")
-        @app_commands.choices(aspect=[app_commands.Choice(name=n, value=v) for n, v in ASPECTS])
-        async def image(interaction: discord.Interaction, prompt: str, model: str | None = None,
-                        aspect: app_commands.Choice[str] | None = None,
-                        seed: app_commands.Range[int, 0, 4294967295] | None = None,
-                        negative: str | None = None, enhance: bool | None = None, private: bool = False) -> None:
-            options = dict(aspect_ratio=aspect.value if aspect else None, seed=seed, negative_prompt=negative,
-                           enhance=enhance)
-            await self.run_image(interaction, prompt, model, options, private)
-
-        @image.autocomplete("model")
-        async def model_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-            return self.model_choices(current)
-
-        @tree.command(name="models", description="List the models")
-        async def models(interaction: discord.Interaction) -> None:
-            await self.run_text(interaction, ModelsCommand())
-
-        @tree.command(name="queue", description="What is waiting, and where your requests stand")
-        async def queue(interaction: discord.Interaction) -> None:
-            await self.run_text(interaction, QueueCommand())
-
-        @tree.command(name="cancel", description="Cancel your newest request, or the one with this id")
-        async def cancel(interaction: discord.Interaction, job: str | None = None) -> None:
-            await self.run_text(interaction, CancelCommand(job))
-
-        @tree.command(name="help", description="How to use SakaiBot")
-        async def help_(interaction: discord.Interaction) -> None:
-            await self.run_text(interaction, HelpCommand())
-
-        self._register_account_commands(tree)
-
-    def _register_account_commands(self, tree: app_commands.CommandTree[Any]) -> None:
-        @tree.command(name="history", description="Your last jobs")
-        async def history(interaction: discord.Interaction,
-                          count: app_commands.Range[int, 1, 50] | None = None) -> None:
-            await self.run_text(interaction, HistoryCommand(count))
-
-        @tree.command(name="info", description="Everything about one job")
-        async def info(interaction: discord.Interaction, job: str) -> None:
-            await self.run_text(interaction, InfoCommand(job.lower()))
-
-        @tree.command(name="settings", description="See or change your defaults (admins: chat defaults, pins)")
-        @app_commands.choices(key=[app_commands.Choice(name=k, value=k) for k in SETTING_KEYS],
-                              scope=[app_commands.Choice(name=n, value=v) for n, v in
-                                     (("mine", "user"), ("this channel", "chat"), ("pinned here", "pin"))])
-        async def settings(interaction: discord.Interaction, key: app_commands.Choice[str] | None = None,
-                           value: str | None = None, scope: app_commands.Choice[str] | None = None) -> None:
-            command = SettingsCommand(scope.value if scope else "user", key.value if key else None,
-                                      value if key else None)
-            await self.run_text(interaction, command)
-
-        @tree.command(name="stats", description="Jobs, failures and latency per model (admins)")
-        async def stats(interaction: discord.Interaction) -> None:
-            await self.run_text(interaction, StatsCommand())
-
-        @tree.command(name="ban", description="Refuse every request of a user (admins)")
-        async def ban(interaction: discord.Interaction, user: discord.User) -> None:
-            await self.run_text(interaction, BanCommand(str(user.id), True))
-
-        @tree.command(name="unban", description="Lift a ban (admins)")
-        async def unban(interaction: discord.Interaction, user: discord.User) -> None:
-            await self.run_text(interaction, BanCommand(str(user.id), False))
-
     def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
         """Models whose name or description contains ``current``; at most Discord's 25."""
         needle = current.lower()
@@ -218,8 +113,7 @@ class DiscordPlatform(Platform):
     def _requester(self, interaction: discord.Interaction) -> Requester:
         return Requester(platform="discord", user_id=str(interaction.user.id), chat_id=str(interaction.channel_id),
                          group_id=str(interaction.guild_id) if interaction.guild_id else None,
-                         display_name=interaction.user.display_name,
-                         is_admin=self.access.is_admin(interaction))
+                         display_name=interaction.user.display_name, is_admin=self.access.is_admin(interaction))
 
     async def run_text(self, interaction: discord.Interaction, command: Any) -> None:
         """Commands answered with text, privately."""
@@ -233,101 +127,60 @@ class DiscordPlatform(Platform):
 
     async def run_image(self, interaction: discord.Interaction, prompt: str, model: str | None,
                         options: dict[str, Any], private: bool) -> None:
-        """Defer first (Discord's 3-second deadline), then queue and follow the job."""
-        refusal = self.access.refusal(interaction) or self.access.model_refusal(model, interaction)
+        """Check what needs no I/O (refused privately at once), then defer, queue and follow the job."""
+        try:
+            command = self.image_command(prompt, model, options)
+            self.engine.choose_model(ImageRequest(prompt=command.prompt, model=command.model,
+                                                  requester=self._requester(interaction)))
+        except SakaiError as exc:
+            await interaction.response.send_message(self.engine.render_error(None, exc)[:2000], ephemeral=True)
+            return
+        refusal = self.access.refusal(interaction) or self.access.model_refusal(command.model, interaction)
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
+        target = DiscordTarget.live(interaction, private)
         try:
-            await interaction.response.defer(thinking=True, ephemeral=private)
+            await self.conversation.start(command, self._requester(interaction), target)
         except discord.NotFound:
             log.warning("interaction %s expired before we could answer", interaction.id)
-            return
-        try:
-            command = ImageCommand(prompt, model.lower() if model else None, GenerationOptions(**options))
-            delivery = {"channel": str(interaction.channel_id), "user": str(interaction.user.id)}
-            reply = await self.chat.execute(command, self._requester(interaction), delivery)
-        except (SakaiError, ValueError) as exc:
-            await self._say(interaction, self.engine.render_error(None, exc))
-            return
-        assert isinstance(reply, JobReply)
-        self.follow(interaction, reply.handle, private)
 
-    async def _say(self, interaction: discord.Interaction, text: str) -> None:
+    @staticmethod
+    def image_command(prompt: str, model: str | None, options: dict[str, Any]) -> ImageCommand:
+        """Flags typed in the prompt field parsed as on Telegram; the slash command's own options win."""
+        seed = options.get("seed")
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise InvalidCommand(f"The seed must be a whole number from 0 to {MAX_SEED}, not {seed}.")
+        typed = image_command(prompt)
+        chosen = {k: v for k, v in options.items() if v is not None}
+        merged = GenerationOptions.model_validate(typed.options.model_dump() | chosen)
+        return ImageCommand(typed.prompt, model.lower() if model else typed.model, merged)
+
+    async def on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """Whatever failed, before or after the defer: a private answer with a user message."""
+        cause = error.__cause__ if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, SakaiError):
+            text = self.engine.render_error(None, cause)
+        elif isinstance(error, app_commands.TransformerError):
+            text = f"'{error.value}' is not one of the choices for that option; pick one from the list."
+        else:
+            log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
+            text = TRY_AGAIN
         try:
-            await interaction.edit_original_response(content=f"❌ {text}"[:2000])
+            if interaction.response.is_done():
+                await interaction.followup.send(text[:2000], ephemeral=True)
+            else:
+                await interaction.response.send_message(text[:2000], ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not answer interaction %s: %s", interaction.id, exc)
 
-    # ------------------------------------------------------------------ job events
-    def follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
-        """Follow a job in the background, editing the deferred response."""
-        self._track(self._follow(interaction, handle, private), handle)
-
-    def _track(self, coroutine: Any, handle: JobHandle) -> None:
-        self.followers.start(coroutine, handle)
-
-    async def _follow(self, interaction: discord.Interaction, handle: JobHandle, private: bool) -> None:
-        status = DiscordStatus(interaction, self.settings.edit_interval)
-        owner = interaction.user.id
-        async for event in handle:
-            if event.kind is EventKind.DONE:
-                await status.close()
-                await self._deliver(interaction, event.job, private, status)
-            elif event.kind.final:
-                await status.show(status_text(event), None, now=True)
-            else:
-                await status.show(status_text(event), job_view(event.job.id, owner, "cx"))
-        await status.close()
-
-    async def _deliver(self, interaction: discord.Interaction, job: Job, private: bool,
-                       status: DiscordStatus) -> None:
-        result = await Result.of(job, interaction.user.id, interaction.filesize_limit)
-        if _token_usable(interaction):
-            try:
-                await interaction.followup.send(file=result.file(), embed=result.embed, view=result.view,
-                                                ephemeral=private)
-                await self.engine.delivered(job.id)
-                await status.show(f"✅ Done in {elapsed(job):.1f} s", None, now=True)
-                return
-            except discord.NotFound:
-                pass  # the token died meanwhile: post in the channel instead
-        await self._post_in_channel(interaction.channel, interaction.user.id, job, result)
-
-    async def _post_in_channel(self, channel: Any, user_id: int, job: Job, result: Result | None,
-                               text: str = "") -> None:
-        """When the interaction token is dead (15 min, or a restart): a channel message that mentions the user."""
-        if channel is None or not hasattr(channel, "send"):
-            log.warning("job %s finished but there is no channel to post it in", job.id)
-            return
-        content = f"<@{user_id}> {text or 'your image is ready.'}"
-        try:
-            if result is None:
-                await channel.send(content=content)
-            else:
-                await channel.send(content=content, file=result.file(), embed=result.embed, view=result.view)
-                await self.engine.delivered(job.id)
-        except discord.HTTPException as exc:
-            log.warning("could not post job %s in its channel: %s", job.id, exc)
-
-    async def _resume(self, handle: JobHandle) -> None:
-        """After a restart the token is gone: post the outcome in the channel, mentioning the user."""
-        target = handle.job.request.delivery
-        if not {"channel", "user"} <= target.keys():
-            return
-        channel = self.client.get_partial_messageable(int(target["channel"]))
-        user_id = int(target["user"])
-        final = await handle.wait()
-        job = final.job
-        if final.kind is EventKind.DONE and job.result is not None:
-            result = await Result.of(job, user_id, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
-            await self._post_in_channel(channel, user_id, job, result)
-        elif final.kind is not EventKind.SUSPENDED:
-            await self._post_in_channel(channel, user_id, job, None, status_text(final))
-
     # ------------------------------------------------------------------ buttons
     async def on_button(self, interaction: discord.Interaction, button: JobButton) -> None:
-        """Reroll, Variation or Cancel; only the requester or an admin may press."""
+        """Reroll, Variation or Cancel: the same access rules as a typed command, then the owner (or an admin)."""
+        refusal = self.access.refusal(interaction)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
         if interaction.user.id != button.owner_id and not self.access.is_admin(interaction):
             await interaction.response.send_message("Only the person who asked can use these buttons.",
                                                     ephemeral=True)
@@ -338,68 +191,21 @@ class DiscordPlatform(Platform):
         await self._again(interaction, button)
 
     async def _again(self, interaction: discord.Interaction, button: JobButton) -> None:
-        old = self.engine.recent_job(button.job_id)
-        original = _from_embed(interaction.message)
-        if old is None and original is None:
-            await interaction.response.send_message("That request is too old to repeat; run /image again.",
-                                                    ephemeral=True)
+        message = interaction.message  # the result the button is under: its model and its privacy
+        refusal = self.access.model_refusal(_embed_model(message), interaction)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True)
             return
-        model, prompt, enhanced = (old.model, old.request.prompt, old.enhanced_prompt) if old else original
-        variation = button.action == "var" and enhanced
-        options = {"enhance": not variation}
-        await self.run_image(interaction, enhanced if variation else prompt, model, options, private=False)
+        private = bool(message is not None and message.flags.ephemeral)
+        target = DiscordTarget.live(interaction, private)
+        try:
+            await self.conversation.again(button.job_id, button.action == "var", self._requester(interaction), target)
+        except discord.NotFound:
+            log.warning("interaction %s expired before we could answer", interaction.id)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """A finished image ready to post: bytes fitted to the upload limit, embed and buttons."""
-
-    data: bytes
-    filename: str
-    embed: discord.Embed
-    view: discord.ui.View
-
-    @classmethod
-    async def of(cls, job: Job, owner_id: int, limit: int) -> Result:
-        """Fit ``job``'s image under ``limit`` bytes (off the loop) and dress it."""
-        assert job.result is not None
-        data, extension = await asyncio.to_thread(fit, job.result, limit)
-        filename = f"sakaibot-{job.id}.{extension}"
-        return cls(data, filename, result_embed(job, filename), job_view(job.id, owner_id, "rr", "var"))
-
-    def file(self) -> discord.File:
-        """A fresh file each time: a sent ``discord.File`` is spent."""
-        return discord.File(io.BytesIO(self.data), filename=self.filename)
-
-
-def result_embed(job: Job, filename: str) -> discord.Embed:
-    """The prompt actually used (and the original when enhanced), model, seed and time."""
-    embed = discord.Embed(description=job.generation.prompt[:4096], colour=discord.Colour.blurple())
-    embed.add_field(name="Model", value=job.model)
-    seed = job.result.seed if job.result and job.result.seed is not None else job.generation.seed
-    embed.add_field(name="Seed", value=str(seed) if seed is not None else "-")
-    embed.add_field(name="Time", value=f"{elapsed(job):.1f} s")
-    if job.enhanced_prompt:
-        embed.add_field(name="Your prompt", value=job.request.prompt[:1024], inline=False)
-    embed.set_image(url=f"attachment://{filename}")
-    embed.set_footer(text=f"job {job.id}")
-    return embed
-
-
-def _from_embed(message: discord.Message | None) -> tuple[str, str, str | None] | None:
-    """Model, original prompt and enhanced prompt from a result message, after a restart."""
+def _embed_model(message: discord.Message | None) -> str | None:
+    """The model named under a result (no I/O before Discord's 3-second deadline)."""
     if message is None or not message.embeds:
         return None
-    embed = message.embeds[0]
-    fields = {f.name: f.value for f in embed.fields}
-    if "Model" not in fields or not embed.description:
-        return None
-    original = fields.get("Your prompt")
-    return str(fields["Model"]), str(original or embed.description), embed.description if original else None
-
-
-def _token_usable(interaction: discord.Interaction) -> bool:
-    return discord.utils.utcnow() < interaction.expires_at - TOKEN_MARGIN
-
-
-
+    return next((str(f.value) for f in message.embeds[0].fields if f.name == "Model"), None)

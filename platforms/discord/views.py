@@ -22,7 +22,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         self.action, self.job_id, self.owner_id = action, job_id, owner_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
                              match: Any) -> JobButton:
         """Rebuild the button from its custom id."""
         return cls(match["action"], match["job"], int(match["owner"]))

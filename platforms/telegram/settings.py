@@ -30,6 +30,8 @@ class TelegramSettings(PlatformSettings):
     edit_interval: float = Field(default=2.5, ge=0, le=60, description="seconds between edits of one status message")
     flood_sleep_threshold: int = Field(default=5, ge=0, le=60, description="Telethon sleeps through shorter waits")
     max_flood_wait: float = Field(default=30.0, ge=0, le=600, description="longer waits skip a status edit")
+    group_messages_per_minute: int = Field(default=20, ge=1, le=60,
+                                           description="sends and edits per group per minute (Telegram: about 20)")
     send_as_file: bool = Field(default=False, description="send originals as documents unless --file is off")
 
     @model_validator(mode="before")

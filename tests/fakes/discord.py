@@ -24,6 +24,9 @@ APP_ID = 1100000000000000001
 BOT_USER = {"id": str(APP_ID), "username": "SakaiBot", "discriminator": "0", "global_name": "SakaiBot",
             "avatar": None, "bot": True}
 DISCORD_EPOCH = 1420070400000
+TOKEN_LIFE = 15 * 60  # an interaction token works for 15 minutes
+NONCE_WINDOW = 5 * 60  # "the past few minutes" for enforce_nonce
+EPHEMERAL = 64
 
 
 def snowflake(offset: int = 0) -> int:
@@ -62,13 +65,17 @@ class FakeDiscord:
         self.files: dict[int, dict[str, bytes]] = {}
         self.faults: deque[tuple[str, web.Response]] = deque()
         self.commands: list[dict[str, Any]] = []
-        self.acknowledge_deadline: float | None = None
+        self.acknowledge_deadline: float | None = 3.0  # Discord: answer within 3 seconds
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
         self._counter = 0
         self._runner: web.AppRunner | None = None
         self.interactions: dict[str, dict[str, Any]] = {}
         self.identified = asyncio.Event()
+        self.skew = 0.0  # seconds added to the fake's clock: "a restart 20 minutes later"
+        self.nonces: dict[tuple[int, str], tuple[float, int]] = {}  # (channel, nonce) -> (when, message id)
+        self.dms: dict[int, int] = {}  # user id -> DM channel id
+        self.deleted: list[int] = []
 
     # ------------------------------------------------------------------ server
     async def start(self) -> FakeDiscord:
@@ -227,10 +234,49 @@ class FakeDiscord:
         if parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[1], parts[2], body)
         if parts[0] == "webhooks":
+            if self._token_age(parts[2]) > TOKEN_LIFE:
+                return _json({"message": "Invalid Webhook Token", "code": 50027}, 401)
             return self._webhook(method, parts, body, files)
         if parts[0] == "channels" and parts[-1] == "messages" and method == "POST":
-            return _json(self._store(body, files, int(parts[1])))
+            return _json(self._create(body or {}, files, int(parts[1])))
+        if parts[0] == "channels" and len(parts) == 4 and method == "PATCH":
+            return self._edit_in_channel(int(parts[1]), int(parts[3]), body or {})
+        if path == "/users/@me/channels" and method == "POST":
+            user_id = int(body["recipient_id"])
+            channel_id = self.dms.setdefault(user_id, snowflake(len(self.dms) + 77))
+            return _json({"id": str(channel_id), "type": 1, "recipients": [user_payload(user_id, "someone")],
+                          "last_message_id": None})
         return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def now(self) -> float:
+        """The fake's clock (wall clock plus ``skew``)."""
+        return time.time() + self.skew
+
+    def _token_age(self, token: str) -> float:
+        """Seconds since the interaction behind ``token`` was created (its id is a snowflake)."""
+        interaction_id = int(token.removeprefix("token-")) if token.startswith("token-") else 0
+        return self.now() - ((interaction_id >> 22) + DISCORD_EPOCH) / 1000 if interaction_id else 0.0
+
+    def _create(self, body: dict[str, Any], files: dict[str, bytes], channel_id: int) -> dict[str, Any]:
+        """Create a message; with ``enforce_nonce`` a nonce seen in the last minutes returns that message."""
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self.nonces.get((channel_id, str(nonce)))
+            if seen is not None and self.now() - seen[0] < NONCE_WINDOW:
+                return self.messages[seen[1]]
+        message = self._store(body, files, channel_id)
+        if nonce is not None:
+            message["nonce"] = str(nonce)
+            self.nonces[(channel_id, str(nonce))] = (self.now(), int(message["id"]))
+        return message
+
+    def _edit_in_channel(self, channel_id: int, message_id: int, body: dict[str, Any]) -> web.Response:
+        """The bot edits its own message; an ephemeral one is not in the channel for it."""
+        message = self.messages.get(message_id)
+        if message is None or int(message.get("flags") or 0) & EPHEMERAL:
+            return _json({"message": "Unknown Message", "code": 10008}, 404)
+        message.update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})
+        return _json(message)
 
     def _callback(self, interaction_id: str, token: str, body: dict[str, Any]) -> web.Response:
         created = self.interactions.get(token)
@@ -240,8 +286,9 @@ class FakeDiscord:
                 return _json({"message": "Unknown interaction", "code": 10062}, 404)
         if body.get("type") == 8:  # autocomplete answer
             return web.Response(status=204)
-        message = self._store((body.get("data") or {}) | {"content": (body.get("data") or {}).get("content", "")},
-                              {}, 5000) if body.get("type") in (4, 5) else None
+        data = body.get("data") or {}
+        message = self._store(data | {"content": data.get("content", "")}, {}, int(created["channel_id"])
+                              if created else 5000) if body.get("type") in (4, 5) else None
         if message is not None:
             self.interactions.setdefault(token, {})["original"] = int(message["id"])
         return _json({"interaction": {"id": interaction_id, "type": 2, "response_message_id":
@@ -252,15 +299,19 @@ class FakeDiscord:
 
     def _webhook(self, method: str, parts: list[str], body: Any, files: dict[str, bytes]) -> web.Response:
         token = parts[2]
+        channel_id = int(self.interactions.get(token, {}).get("channel_id", 5000))
         if method == "POST" and len(parts) == 3:
-            return _json(self._store(body or {}, files, 5000))
+            return _json(self._store(body or {}, files, channel_id))
         target = parts[4] if len(parts) > 4 else "@original"
         message_id = self.interactions.get(token, {}).get("original") if target == "@original" else int(target)
+        if int(message_id or 0) not in self.messages:
+            return _json({"message": "Unknown Message", "code": 10008}, 404)
         if method == "PATCH":
-            message = self.messages.setdefault(int(message_id or 0), self._message(int(message_id or 0), {}, 5000))
+            message = self.messages[int(message_id or 0)]
             message.update({k: v for k, v in (body or {}).items() if k in ("content", "embeds", "components")})
             return _json(message)
         if method == "DELETE":
+            self.deleted.append(int(message_id or 0))
             return web.Response(status=204)
         return _json(self.messages.get(int(message_id or 0), {}))
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
-from telethon import TelegramClient, types
+from telethon import TelegramClient, errors, types
 from telethon.sessions import StringSession
 from telethon.tl import functions
+
+from core.chat.pacing import Clock
 
 BOT_ID, BOT_HASH, BOT_NAME = 777, 7770, "SakaiTestBot"
 SELF_USER_ID = 4242  # the userbot's own account
@@ -29,18 +33,59 @@ def user(uid: int, name: str, *, bot: bool = False, access_hash: int | None = No
 
 
 BOT = user(BOT_ID, BOT_NAME, bot=True, access_hash=BOT_HASH)
+GROUP_LIMIT, GROUP_WINDOW = 20, 60.0  # Telegram: about 20 messages a minute in a group (core.telegram.org/bots/faq)
+CAPTION_LIMIT, MESSAGE_LIMIT = 1024, 4096  # UTF-16 code units
+WRITES = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest,
+          functions.messages.EditMessageRequest)
+
+
+class ScaledClock(Clock):
+    """Time that runs ``scale`` times faster than the wall clock, for the adapter and the fake alike.
+
+    Telethon remembers flood waits in wall-clock time; ``on_sleep`` lets the harness forget them
+    once the scaled wait is over, as the real wait would have.
+    """
+
+    def __init__(self, scale: float = 1.0, on_sleep: Callable[[], None] | None = None) -> None:
+        self.scale, self.on_sleep = scale, on_sleep
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        """Scaled seconds since the clock was made."""
+        return (time.monotonic() - self._origin) * self.scale
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of scaled time."""
+        await asyncio.sleep(max(0.0, seconds) / self.scale)
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+def utf16(text: str) -> int:
+    """Telegram counts lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 class FakeSender:
     """Answers Telethon's requests like Telegram would, records them, and raises scripted errors."""
 
-    def __init__(self, me: types.User) -> None:
+    def __init__(self, me: types.User, clock: Clock) -> None:
         self.me = me
+        self.clock = clock
         self.requests: list[Any] = []
         self.sent_at: list[float] = []
         self.errors: list[tuple[type, BaseException]] = []
         self._next_id = 1000
         self.messages: dict[int, types.Message] = {}
+        self.floods: dict[type, float] = {}
+        self.writes: dict[int, list[float]] = {}  # chat id -> clock times of accepted sends and edits
+        self.ignored_waits: list[Any] = []  # requests made while Telegram had asked to wait
+        self.group_limit = GROUP_LIMIT
+        self._told: dict[Any, float] = {}
+
+    def flood(self, request_type: type, seconds: float) -> None:
+        """From now on, refuse every ``request_type`` with FLOOD_WAIT until ``seconds`` have passed."""
+        self.floods[request_type] = self.clock.now() + seconds
 
     def is_connected(self) -> bool:
         """Telethon asks before some calls."""
@@ -62,8 +107,44 @@ class FakeSender:
                 del self.errors[n]
                 future.set_exception(error)
                 return future
-        future.set_result(self.answer(request))
+        refusal = self._refusal(request)
+        if refusal is not None:
+            future.set_exception(refusal)
+        else:
+            future.set_result(self.answer(request))
         return future
+
+    def _refusal(self, request: Any) -> BaseException | None:
+        """What Telegram would refuse: flood waits, per-group limits, over-long texts."""
+        now = self.clock.now()
+        for kind, until in self.floods.items():
+            if isinstance(request, kind) and until > now:
+                return self._wait(kind, until, request)
+        if not isinstance(request, WRITES):
+            return None
+        text = getattr(request, "message", "") or ""
+        limit = CAPTION_LIMIT if isinstance(request, functions.messages.SendMediaRequest) else MESSAGE_LIMIT
+        if utf16(text) > limit:
+            error = errors.MediaCaptionTooLongError if limit == CAPTION_LIMIT else errors.MessageTooLongError
+            return error(request=None)
+        chat = _chat_id(request.peer)
+        recent = [t for t in self.writes.get(chat, []) if t > now - GROUP_WINDOW]
+        if chat < 0 and len(recent) >= self.group_limit:
+            return self._wait(chat, recent[0] + GROUP_WINDOW, request)
+        self.writes.setdefault(chat, []).append(now)
+        return None
+
+    def _wait(self, key: Any, until: float, request: Any) -> BaseException:
+        """FLOOD_WAIT_X; a request made after being told to wait is noted as ignoring the wait."""
+        if self._told.get(key, float("-inf")) > self.clock.now():
+            self.ignored_waits.append(request)
+        self._told[key] = until
+        return errors.FloodWaitError(request=None, capture=max(1, math.ceil(until - self.clock.now())))
+
+    def per_minute(self, chat: int) -> int:
+        """The most sends and edits Telegram accepted in any 60 s of ``chat``."""
+        times = self.writes.get(chat, [])
+        return max((sum(1 for t in times if start <= t < start + GROUP_WINDOW) for start in times), default=0)
 
     def of(self, kind: type) -> list[Any]:
         """The recorded requests of one type."""
@@ -106,9 +187,20 @@ class FakeSender:
 
     def _edited(self, request: Any) -> types.Updates:
         message = self._message(request, request.id, request.message or "")
+        if request.id in self.messages:  # an edit keeps what it replied to
+            message.reply_to = self.messages[request.id].reply_to
         self.messages[request.id] = message
         return types.Updates(updates=[types.UpdateEditMessage(message=message, pts=1, pts_count=1)],
                              users=[self.me], chats=[], date=dt.datetime.now(dt.UTC), seq=0)
+
+
+def _chat_id(input_peer: Any) -> int:
+    """Marked chat id, as Telethon's ``chat_id``: groups negative."""
+    if isinstance(input_peer, types.InputPeerChat):
+        return -input_peer.chat_id
+    if isinstance(input_peer, types.InputPeerChannel):
+        return -(10**12 + input_peer.channel_id)
+    return getattr(input_peer, "user_id", SELF_USER_ID)
 
 
 def _peer(input_peer: Any) -> Any:
@@ -124,11 +216,13 @@ def _peer(input_peer: Any) -> Any:
 class OfflineTelegram:
     """A never-connected client with a fake sender, and helpers to feed it updates."""
 
-    def __init__(self, *, bot: bool = True) -> None:
+    def __init__(self, *, bot: bool = True, scale: float = 1.0) -> None:
         self.me = BOT if bot else user(SELF_USER_ID, "Me")
-        self.client = TelegramClient(StringSession(), api_id=1, api_hash="0" * 32, flood_sleep_threshold=2,
+        # flood_sleep_threshold=0: Telethon never sleeps wall-clock time itself; the adapter handles every wait
+        self.client = TelegramClient(StringSession(), api_id=1, api_hash="0" * 32, flood_sleep_threshold=0,
                                      receive_updates=True)
-        self.sender = FakeSender(self.me)
+        self.clock = ScaledClock(scale, on_sleep=self.client._flood_waited_requests.clear)
+        self.sender = FakeSender(self.me, self.clock)
         self.client._sender = self.sender
         self.client._mb_entity_cache.set_self_user(self.me.id, bot, self.me.access_hash)
         self._message_id = 10

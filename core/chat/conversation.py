@@ -1,0 +1,266 @@
+"""One conversation per job, the same on every platform: status, follow, deliver once, resume.
+
+An adapter parses a platform event into a command, a requester and a reply target, and hands them
+here. The conversation submits the command, shows the job's status through the target (paced),
+follows the job's events, delivers the result once (``begin_delivery`` → ``deliver`` →
+``delivered``), shows failures, and picks the same work up again after a restart. Adapters only
+implement ``ReplyTarget``; optional capabilities (``Finishes``, ``ChatPaced``) are checked with
+``isinstance`` at run time, with a plain fallback when a platform lacks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from core.chat.commands import Command, ImageCommand
+from core.chat.followers import Followers
+from core.chat.messages import elapsed, status_text
+from core.chat.pacing import REAL_CLOCK, ChatBudget, Clock, PacedStatus, RetryAfter
+from core.chat.service import ChatService, JobReply, Reply, TextReply
+from core.engine.handle import JobHandle
+from core.errors import SakaiError
+from core.types import EventKind, Job, JobEvent, Requester
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Buttons:
+    """Which buttons go under a message, for which job; each adapter renders them its own way."""
+
+    job_id: str = ""
+    actions: tuple[str, ...] = ()
+
+    @classmethod
+    def live(cls, job_id: str) -> Buttons:
+        """Under a waiting or running job's status."""
+        return cls(job_id, ("cancel",))
+
+    @classmethod
+    def result(cls, job_id: str) -> Buttons:
+        """Under a finished image."""
+        return cls(job_id, ("reroll", "variation"))
+
+
+NONE = Buttons()
+MakeReply = Callable[[dict[str, str]], Awaitable[Reply]]
+MAX_WAITS = 20  # platform waits in a row before a delivery is given up
+
+
+class DeliveryRefused(SakaiError):
+    """The platform refused the finished image for good (not a wait)."""
+
+    default_message = "The image was made but could not be sent here."
+
+
+class ReplyTarget(Protocol):
+    """Where one job's conversation happens; each adapter implements it."""
+
+    async def show(self, text: str, buttons: Buttons) -> bool:
+        """Show the job's status (send it the first time, edit it after); ``False`` once it is gone for good.
+
+        Raise ``RetryAfter`` when the platform asks to wait: the latest status is shown after the wait.
+        """
+
+    async def deliver(self, job: Job) -> None:
+        """Send the finished image with ``Buttons.result`` buttons; ``RetryAfter`` to be called again, else
+        ``DeliveryRefused``."""
+
+    async def say(self, text: str) -> None:
+        """Answer with text that is not a status (a refusal before any job exists)."""
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """Optional: answer at once, before the job exists (a first status message, a deferral)."""
+
+    async def prepare(self) -> dict[str, str]:
+        """Answer now; return what to add to the job's delivery target (e.g. the status message id).
+
+        Raise ``RetryAfter`` when the platform asks to wait: the command waits, then runs.
+        """
+
+
+@runtime_checkable
+class Finishes(Protocol):
+    """Optional: what happens to the status once the image is there (Telegram deletes it)."""
+
+    async def finish(self, job: Job) -> None:
+        """Tidy the status after a delivery."""
+
+
+@runtime_checkable
+class ChatPaced(Protocol):
+    """Optional: the target's chat has a message budget shared by every job in it."""
+
+    budget: ChatBudget | None
+    chat_key: str
+
+
+class Conversation:
+    """Drives reply targets for one platform; ``interval`` paces edits of one status message."""
+
+    def __init__(self, engine: Engine, platform: str, *, interval: float, clock: Clock = REAL_CLOCK) -> None:
+        self.engine, self.platform, self.interval, self.clock = engine, platform, interval, clock
+        self.chat = ChatService(engine)
+        self.followers = Followers(platform)
+        self._waiting: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ entry points
+    async def start(self, command: Command, requester: Requester, target: ReplyTarget,
+                    delivery: dict[str, str] | None = None) -> None:
+        """Carry out ``command``; a job is followed in the background, a text or refusal is said.
+
+        An image command is answered first (``Prepares``); if the platform asks to wait for that
+        answer, the command waits in the background and runs when the platform allows.
+        """
+        async def make(where: dict[str, str]) -> Reply:
+            return await self.chat.answer(command, requester, where)
+
+        await self._begin(make, isinstance(command, ImageCommand), target, dict(delivery or {}))
+
+    async def again(self, job_id: str, variation: bool, requester: Requester, target: ReplyTarget,
+                    delivery: dict[str, str] | None = None) -> None:
+        """Reroll or Variation of a past job: its whole request again, with a new seed."""
+        async def make(where: dict[str, str]) -> Reply:
+            return await self.chat.again(job_id, variation, requester, where)
+
+        await self._begin(make, True, target, dict(delivery or {}))
+
+    async def _begin(self, make: MakeReply, prepare: bool, target: ReplyTarget, delivery: dict[str, str]) -> None:
+        if prepare and isinstance(target, Prepares):
+            try:
+                delivery |= await target.prepare()
+            except RetryAfter as wait:
+                self._wait_then_begin(wait.seconds, make, target, delivery)
+                return
+        await self.reply(await make(delivery), target)
+
+    def _wait_then_begin(self, seconds: float, make: MakeReply, target: ReplyTarget,
+                         delivery: dict[str, str]) -> None:
+        log.info("%s asks to wait %.0f s before answering; the command waits", self.platform, seconds)
+
+        async def later() -> None:
+            await self.clock.sleep(seconds)
+            await self._begin(make, True, target, delivery)
+
+        task = asyncio.create_task(later(), name=f"{self.platform}-waiting-command")
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def reply(self, reply: Reply, target: ReplyTarget) -> None:
+        """Follow a job reply; say a text reply."""
+        if isinstance(reply, JobReply):
+            await self._follow_now(reply.handle, target)
+        elif isinstance(reply, TextReply):
+            await self.say(target, reply.text)
+
+    def follow(self, handle: JobHandle, target: ReplyTarget) -> None:
+        """Follow ``handle`` in the background, showing it through ``target``."""
+        self.followers.start(self.run(handle, target), handle)
+
+    async def resume(self, target_for: Callable[[Job], Awaitable[ReplyTarget | None]]) -> int:
+        """After a restart: every job this platform left, followed again through the target it names."""
+        handles = await self.engine.resume(self.platform)
+        for handle in handles:
+            self.followers.start(self._resumed(handle, target_for), handle)
+        return len(handles)
+
+    async def _resumed(self, handle: JobHandle, target_for: Callable[[Job], Awaitable[ReplyTarget | None]]) -> None:
+        target = await target_for(handle.job)
+        if target is None:
+            log.warning("job %s has no %s reply target; it runs but cannot be delivered", handle.id, self.platform)
+            await handle.wait()
+            return
+        await self.run(handle, target)
+
+    async def close(self) -> None:
+        """Stop following, giving deliveries a moment (see ``Followers.close``); drop waiting commands."""
+        for task in list(self._waiting):
+            task.cancel()
+        await asyncio.gather(*self._waiting, return_exceptions=True)
+        await self.followers.close()
+
+    # ------------------------------------------------------------------ one job
+    def _pacer(self, target: ReplyTarget) -> PacedStatus:
+        budget, key = (target.budget, target.chat_key) if isinstance(target, ChatPaced) else (None, "")
+        return PacedStatus(target.show, self.interval, budget=budget, key=key, clock=self.clock)
+
+    async def run(self, handle: JobHandle, target: ReplyTarget) -> None:
+        """Follow one job to its end through ``target``."""
+        await self._rest(handle.events(), self._pacer(target), target)
+
+    async def _follow_now(self, handle: JobHandle, target: ReplyTarget) -> None:
+        """The admitted status in the caller's task (not behind every other task), the rest in the background."""
+        status = self._pacer(target)
+        events = handle.events()
+        first = await anext(events)  # submit has published it already: no wait
+        await self._on(first, status, target)
+        if first.kind.final:
+            await status.close()
+            return
+        self.followers.start(self._rest(events, status, target), handle)
+
+    async def _rest(self, events: AsyncIterator[JobEvent], status: PacedStatus, target: ReplyTarget) -> None:
+        try:
+            async for event in events:
+                await self._on(event, status, target)
+        finally:
+            await status.close()
+
+    async def _on(self, event: JobEvent, status: PacedStatus, target: ReplyTarget) -> None:
+        if event.kind is EventKind.DONE:
+            await status.close()
+            await self.deliver(event.job, status, target)
+        elif event.kind.final:
+            await status.show(status_text(event), NONE, now=True)
+            await status.drain()
+        else:
+            await status.show(status_text(event), Buttons.live(event.job.id))
+
+    async def deliver(self, job: Job, status: PacedStatus, target: ReplyTarget) -> None:
+        """Send the result once: recorded as delivering before, delivered after."""
+        if not await self.engine.begin_delivery(job.id):
+            log.info("job %s was delivered already (or resent once after a crash): not sent again", job.id)
+            return
+        try:
+            await self._send(job, target)
+        except SakaiError as exc:
+            log.warning("could not deliver job %s: %s", job.id, exc)
+            await status.show(f"❌ {exc.user_message}", NONE, now=True)
+            await status.drain()
+            return
+        await self.engine.delivered(job.id)
+        if isinstance(target, Finishes):
+            await target.finish(job)
+        else:
+            await status.show(f"✅ Done in {elapsed(job):.1f} s", NONE, now=True)
+            await status.drain()
+
+    async def _send(self, job: Job, target: ReplyTarget) -> None:
+        """``target.deliver``, sleeping through the platform's waits: the image is kept, never dropped."""
+        for _ in range(MAX_WAITS):
+            try:
+                await target.deliver(job)
+                return
+            except RetryAfter as wait:
+                log.info("job %s: the platform asks to wait %.0f s before the image", job.id, wait.seconds)
+                await self.clock.sleep(wait.seconds)
+        raise DeliveryRefused("The image was made but the chat service kept asking to wait; ask again later.")
+
+    async def say(self, target: ReplyTarget, text: str) -> None:
+        """``target.say``, sleeping through the platform's waits: a command is answered when allowed."""
+        for _ in range(MAX_WAITS):
+            try:
+                await target.say(text)
+                return
+            except RetryAfter as wait:
+                await self.clock.sleep(wait.seconds)
+        log.warning("gave up answering on %s after repeated waits", self.platform)

@@ -1,0 +1,131 @@
+"""Where one Telegram job is answered: its status message, its image, its refusals.
+
+Implements ``core.chat.conversation.ReplyTarget`` (with ``Prepares``, ``Finishes`` and
+``ChatPaced``): Telegram's errors become the conversation's signals here. A flood wait becomes
+``RetryAfter`` (the conversation waits, keeping the image or the command), a message that can no
+longer be edited ends the editing, and texts go out without a parse mode, as typed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from telethon import TelegramClient, errors
+
+from core import Job
+from core.chat.conversation import NONE, Buttons, DeliveryRefused
+from core.chat.messages import truncate_utf16
+from core.chat.pacing import ChatBudget, RetryAfter
+from platforms.telegram import buttons as keyboards
+from platforms.telegram.delivery import MESSAGE_LIMIT, WAITS, send_image
+
+log = logging.getLogger(__name__)
+GONE = (errors.MessageIdInvalidError, errors.MessageEditTimeExpiredError, errors.ChatWriteForbiddenError,
+        errors.UserIsBlockedError, errors.ChatAdminRequiredError, errors.ChannelPrivateError,
+        errors.UserBannedInChannelError, errors.ChatRestrictedError)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """What every target of one platform shares: the client, the mode, the per-chat budget."""
+
+    client: TelegramClient
+    userbot: bool
+    send_as_file: bool
+    budget: ChatBudget
+
+
+class TelegramTarget:
+    """One job's replies in one chat, under the message that asked (``reply_to``)."""
+
+    def __init__(self, outbox: Outbox, chat: int, reply_to: int | None, owner: int, status: Any = None) -> None:
+        self.outbox, self.chat, self.reply_to, self.owner, self.status = outbox, chat, reply_to, owner, status
+        self.chat_key = str(chat)
+        self.budget: ChatBudget | None = outbox.budget if chat < 0 else None  # groups: about 20 a minute
+
+    # ------------------------------------------------------------------ the conversation's calls
+    async def prepare(self) -> dict[str, str]:
+        """The status message, before the job exists, so a restart finds it again."""
+        await self.show("⏳ Queued", NONE)
+        return {"chat": str(self.chat), "status": str(self.status.id), "reply_to": str(self.reply_to or ""),
+                "owner": str(self.owner)}
+
+    async def show(self, text: str, buttons: Buttons) -> bool:
+        """Send the status the first time, edit it after; ``False`` once it cannot be edited."""
+        markup = self._markup(buttons)
+        try:
+            if self.status is None:
+                await self._take()
+                self.status = await self._send(text, markup)
+            else:
+                await self.status.edit(truncate_utf16(text, MESSAGE_LIMIT), buttons=markup, parse_mode=None)
+        except errors.MessageNotModifiedError:
+            pass
+        except WAITS as exc:
+            self._refused(exc.seconds)
+            raise RetryAfter(exc.seconds) from exc
+        except GONE as exc:
+            log.info("status in chat %s is gone: %s", self.chat, type(exc).__name__)
+            return False
+        except errors.RPCError as exc:
+            log.warning("status edit failed: %s", exc)
+        return True
+
+    async def deliver(self, job: Job) -> None:
+        """The image with its caption and buttons, as a reply to the command."""
+        as_file = job.request.options.as_file or self.outbox.send_as_file
+        await self._take()
+        try:
+            await send_image(self.outbox.client, self.chat, job, reply_to=self.reply_to, as_file=as_file,
+                             buttons=self._markup(Buttons.result(job.id)))
+        except RetryAfter as wait:
+            self._refused(wait.seconds)
+            raise
+        except errors.RPCError as exc:
+            raise DeliveryRefused(f"The image was made but Telegram refused it ({type(exc).__name__}).",
+                                  detail=str(exc)) from exc
+
+    async def say(self, text: str) -> None:
+        """A refusal: shown in the status message when there is one, else as a reply."""
+        if self.status is not None:
+            await self.show(f"❌ {text}", NONE)
+            return
+        try:
+            await self._take()
+            await self._send(text, None)
+        except WAITS as exc:
+            self._refused(exc.seconds)
+            raise RetryAfter(exc.seconds) from exc
+        except GONE as exc:
+            log.info("cannot answer in chat %s: %s", self.chat, type(exc).__name__)
+
+    async def finish(self, job: Job) -> None:
+        """The image is there: the status message goes."""
+        if self.status is None:
+            return
+        try:
+            await self.status.delete()
+        except errors.RPCError as exc:
+            log.info("status message not deleted: %s", exc)
+
+    # ------------------------------------------------------------------ helpers
+    async def _send(self, text: str, markup: Any) -> Any:
+        return await self.outbox.client.send_message(self.chat, truncate_utf16(text, MESSAGE_LIMIT),
+                                                     reply_to=self.reply_to, buttons=markup, parse_mode=None)
+
+    async def _take(self) -> None:
+        if self.budget is not None:
+            await self.budget.take(self.chat_key)
+
+    def _refused(self, seconds: float) -> None:
+        if self.budget is not None:
+            self.budget.refused(self.chat_key, seconds)
+
+    def _markup(self, wanted: Buttons) -> Any:
+        if self.outbox.userbot or not wanted.actions:
+            return None  # userbots cannot send inline buttons
+        if "cancel" in wanted.actions:
+            return keyboards.cancel_buttons(wanted.job_id, self.owner)
+        return keyboards.result_buttons(wanted.job_id, self.owner)
