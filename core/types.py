@@ -136,6 +136,7 @@ class Job:
     result: Image | None = None
     error: BaseException | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    crashes: int = 0  # runs a dead process left unfinished; such a job is suspect and runs alone
     user_key: str = ""
 
     def __post_init__(self) -> None:

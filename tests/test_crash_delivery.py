@@ -17,7 +17,8 @@ def start(tmp: Path) -> subprocess.Popen[bytes]:
     """One life of the bot."""
     args = [sys.executable, "-m", "tests.fakes.crashy_bot", str(tmp / "jobs.db"), str(tmp / "sent.txt"),
             str(tmp / "prompts.txt")]
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (tmp / "stderr.txt").open("ab") as log:  # the child's own handle outlives this one
+        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def live_until_killed_or_done(tmp: Path, rng: random.Random, kill: bool) -> int | None:

@@ -181,3 +181,21 @@ async def test_cancelled_waiting_job_frees_its_slot_and_gets_one_event(engine_fa
     backend.models["a"].gate.set()
     await first.result()
     assert engine.table.pending == {}
+
+
+async def test_a_suspect_job_runs_alone_so_a_crash_is_blamed_on_it(engine_factory):
+    """A job that was running during a crash waits for an empty engine, and nothing starts beside it."""
+    engine, backend = await engine_factory({"a": {"backend": "fake", "concurrency": 3}}, max_pending_per_user=10)
+    model = backend.models["a"]
+    model.gate = asyncio.Event()
+    before = await engine.submit(request("before"))
+    await settle(10)
+    suspect = await engine.submit(request("suspect"))
+    suspect.job.crashes = 1  # as the store reports it after one crash
+    after = await engine.submit(request("after"))
+    await settle(20)
+    assert [c.prompt for c in model.calls] == ["before"]  # the suspect waits; "after" may not pass it
+    model.gate.set()
+    for handle in (before, suspect, after):
+        await asyncio.wait_for(handle.wait(), BOUND)
+    assert [c.prompt for c in model.calls] == ["before", "suspect", "after"] and model.peak == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import sqlite3
 import time
@@ -107,13 +108,14 @@ async def test_bans_are_for_admins_and_refuse_every_request(stored):
 
 
 async def test_the_png_carries_its_provenance(stored):
-    engine, _, chat = await stored()
-    job_id = await _say(chat, "/image=a=a red fox --seed 3 --no blur --ar 4:3")
-    image = engine.recent_job(job_id).result
+    _, _, chat = await stored()
+    reply = await chat.handle("/image=a=a red fox --seed 3 --no blur --ar 4:3", requester())
+    assert isinstance(reply, JobReply)
+    image = await reply.handle.result()
     with PILImage.open(io.BytesIO(image.data)) as picture:
         text = picture.text
     assert text["prompt"] == "a red fox" and text["seed"] == "3" and text["model"] == "a"
-    assert '"negative_prompt": "blur"' in text["options"] and text["job"] == job_id
+    assert json.loads(text["options"])["negative_prompt"] == "blur" and text["job"] == reply.handle.id
 
 
 async def test_graceful_stop_keeps_waiting_jobs_and_the_next_start_runs_them_in_order(tmp_path):

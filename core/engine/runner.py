@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.engine.events import EventPath
+from core.engine.isolation import Isolation
 from core.engine.lanes import Lanes
 from core.engine.provenance import provenance, with_text_chunks
 from core.engine.retry import OnRetry
@@ -39,37 +40,46 @@ class JobRunner:
         self.view = view
         self.sleep = sleep
         self.parking = False  # set on shutdown with a store: interrupted jobs are kept, not cancelled
+        self.isolation = Isolation()
 
     async def run(self, job: Job) -> None:
         """Run ``job``; its final event is always emitted, whatever happens.
 
         Raises ``StoreError`` without running anything when the start cannot be recorded.
         """
-        model = self.models[job.model]
-        enhance = bool(self.enhancers) and job.request.options.enhance is not False
-        if enhance:
-            await self.events.start(job, JobState.ENHANCING, EventKind.ENHANCING)
-        else:
-            await self.events.start(job, JobState.GENERATING, EventKind.GENERATING)
         try:
-            if enhance:
-                await self._enhance(job, model)
-            if self.hook.before_generate.get_hookimpls():
-                await pipeline(self.hook.before_generate, job=job, engine=self.view)
-            image = await self._generate(job, model, switch=enhance)
+            await self.isolation.enter(job)
+            try:
+                ended = await self._run(job)
+                if job.crashes and ended is not None:  # a suspect's end is on record before others may start
+                    await asyncio.shield(ended)
+            finally:
+                self.isolation.leave(job)
         except asyncio.CancelledError:
             if self.parking and not self.events.finishing(job):
                 await self.events.suspend(job)
             else:
                 await self.events.finish(job, JobState.CANCELLED, job.error or JobCancelled())
             raise
+
+    async def _run(self, job: Job) -> asyncio.Future[None] | None:
+        """Record the start, enhance, let plugins veto, generate; begin the final step (its future)."""
+        model = self.models[job.model]
+        enhance = bool(self.enhancers) and job.request.options.enhance is not False
+        await self.events.start(job, JobState.ENHANCING if enhance else JobState.GENERATING,
+                                EventKind.ENHANCING if enhance else EventKind.GENERATING)
+        try:
+            if enhance:
+                await self._enhance(job, model)
+            if self.hook.before_generate.get_hookimpls():
+                await pipeline(self.hook.before_generate, job=job, engine=self.view)
+            image = await self._generate(job, model, switch=enhance)
         except SakaiError as exc:
-            await self._fail(job, exc)
+            return await self._fail(job, exc)
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
-            await self._fail(job, _unexpected(exc))
-        else:
-            await self._succeed(job, image)
+            return await self._fail(job, _unexpected(exc))
+        return await self._succeed(job, image)
 
     async def _enhance(self, job: Job, model: ImageModel) -> None:
         started = time.perf_counter()
@@ -117,7 +127,7 @@ class JobRunner:
             await self.events.record(job, EventKind.RETRYING, message=f"retrying in {delay:.0f} s")
         return report
 
-    async def _succeed(self, job: Job, image: Image) -> None:
+    async def _succeed(self, job: Job, image: Image) -> asyncio.Future[None] | None:
         image.model = image.model or job.model
         image.timings.update(job.timings)
         if image.mime_type == "image/png":
@@ -125,16 +135,16 @@ class JobRunner:
         job.result = image
         if self.hook.after_generate.get_hookimpls():
             await notify(self.hook.after_generate, job=job, result=image, engine=self.view)
-        self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
+        return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
-    async def _fail(self, job: Job, error: SakaiError) -> None:
+    async def _fail(self, job: Job, error: SakaiError) -> asyncio.Future[None] | None:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
         log.log(level, "job %s failed: %s: %s", job.id, type(error).__name__, error,
                 exc_info=error.__cause__ is not None)
         if self.hook.on_generation_error.get_hookimpls():
             await notify(self.hook.on_generation_error, job=job, error=error, engine=self.view)
         state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
-        self.events.finish_soon(job, state, error)
+        return self.events.finish_soon(job, state, error)
 
 
 def _unexpected(exc: Exception) -> BackendError:

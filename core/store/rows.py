@@ -113,6 +113,7 @@ def to_job(row: sqlite3.Row, data: bytes | None = None) -> Job:
                                    negative_prompt=gen["negative_prompt"], steps=gen["steps"],
                                    original_prompt=gen["original_prompt"])
     job = Job(id=row["id"], request=ImageRequest.model_validate_json(row["request"]), model=row["model"],
+              crashes=row["crashes"],
               generation=generation, state=JobState(row["state"]), attempts=row["attempts"],
               created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
               enhanced_prompt=row["enhanced_prompt"], timings=json.loads(row["timings"]))

@@ -21,7 +21,7 @@ from plugins.cloudflare.response import read_image
 from plugins.cloudflare.settings import WorkersAISettings
 
 if TYPE_CHECKING:
-    from core.engine import Engine
+    from core import EngineView
 
 SERVICE = "Cloudflare Workers AI"
 
@@ -29,7 +29,7 @@ SERVICE = "Cloudflare Workers AI"
 class WorkersAIModel(ImageModel):
     """One Workers AI text-to-image model, with its real limits declared."""
 
-    def __init__(self, name: str, settings: WorkersAISettings, engine: Engine) -> None:
+    def __init__(self, name: str, settings: WorkersAISettings, engine: EngineView) -> None:
         self.name = name
         self.settings = settings
         self.engine = engine

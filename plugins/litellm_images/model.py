@@ -27,7 +27,7 @@ from plugins.litellm_images.errors import map_litellm_error
 from plugins.litellm_loader import load_litellm
 
 if TYPE_CHECKING:
-    from core.engine import Engine
+    from core import EngineView
 
 SERVICE = "The image service"
 
@@ -61,7 +61,7 @@ class LiteLLMImageSettings(ModelSettings):
 class LiteLLMImageModel(ImageModel):
     """One litellm image model; its provider decides what happens on the wire."""
 
-    def __init__(self, name: str, settings: LiteLLMImageSettings, engine: Engine) -> None:
+    def __init__(self, name: str, settings: LiteLLMImageSettings, engine: EngineView) -> None:
         self.name = name
         self.settings = settings
         self.engine = engine

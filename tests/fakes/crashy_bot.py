@@ -28,9 +28,13 @@ SEND_SECONDS = 0.004
 class CrashyModel(FakeModel):
     """Takes a little time per image; a poison prompt kills the whole process."""
 
+    ready: asyncio.Event | None = None  # set by main once every job is acknowledged; poison waits for it
+
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
-        """Kill the process for poison, else answer after a short wait."""
+        """Kill the process for poison (once every job is submitted), else answer after a short wait."""
         if "poison" in request.prompt:
+            if CrashyModel.ready is not None:
+                await CrashyModel.ready.wait()
             os.kill(os.getpid(), signal.SIGKILL)
         await asyncio.sleep(0.003)
         return Image(PNG, "image/png", 8, 8, seed=request.seed, model=self.name)
@@ -82,6 +86,7 @@ async def main(db: Path, sent: Path, prompts: Path) -> None:
     """Resume or submit, follow everything to its end, exit."""
     marker = db.with_suffix(".submitted")
     first = not await asyncio.to_thread(marker.exists)
+    ready = CrashyModel.ready = asyncio.Event()
     engine = build(db)
     await engine.start()
     recorder = Recorder(engine, sent)
@@ -91,6 +96,7 @@ async def main(db: Path, sent: Path, prompts: Path) -> None:
         for line in (await asyncio.to_thread(prompts.read_text, encoding="utf-8")).splitlines():
             handles.append(await engine.submit(ImageRequest(prompt=line, requester=who)))
         await asyncio.to_thread(marker.touch)  # the parent starts killing only once every job is acknowledged
+    ready.set()
     await asyncio.gather(*(recorder.follow(h) for h in handles))
     await engine.stop(grace=5)
 
