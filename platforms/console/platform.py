@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TextIO
 
 from pydantic import Field
 
-from core import Engine, EventKind, JobEvent, JobHandle, Platform, PlatformSettings, Requester
-from core.chat import ChatService, JobReply
-from core.chat.followers import Followers
-from core.chat.messages import caption, status_text
+from core import Engine, Job, Platform, PlatformSettings, Requester, SakaiError
+from core.chat.commands import parse_command
+from core.chat.conversation import Buttons, Conversation
+from core.chat.messages import caption, elapsed
 from platforms.console.stdin import join_continued, output_above_the_prompt, read_edited, read_lines
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ class ConsolePlatform(Platform):
         self.settings = settings
         self._lines = lines
         self._out = out
-        self.followers = Followers("console")
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._screen = contextlib.ExitStack()
@@ -49,21 +49,24 @@ class ConsolePlatform(Platform):
                                    is_admin=settings.admin)
 
     async def start(self, engine: Engine) -> None:
-        """Begin reading commands."""
-        self.chat = ChatService(engine)
+        """Begin reading commands; jobs left by the last run are followed again."""
+        self.conversation = Conversation(engine, self.name, interval=0.0)
         lines = self._lines if self._lines is not None else self._terminal_lines()
         self._say("SakaiBot console - type /help, or /image=<model>=<prompt>.")
-        for handle in await engine.resume(self.name):
-            self._say(f"[{handle.id}] resumed after a restart")
-            self._track(handle)
+        resumed = await self.conversation.resume(self._resumed_target)
+        if resumed:
+            self._say(f"{resumed} job(s) resumed after a restart")
         self._reader = asyncio.create_task(self._read(join_continued(lines)), name="console-reader")
+
+    async def _resumed_target(self, job: Job) -> ConsoleTarget:
+        return ConsoleTarget(self._say, self.settings.output_dir, job.id)
 
     async def stop(self) -> None:
         """Stop reading and following jobs."""
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        await self.followers.close()
+        await self.conversation.close()
         self._screen.close()
         self._closed.set()
 
@@ -75,17 +78,20 @@ class ConsolePlatform(Platform):
         async for line in lines:
             if line.strip():
                 await self._handle(line)
-        await self.followers.wait()
+        await self.conversation.followers.wait()
         self._closed.set()
 
     async def _handle(self, line: str) -> None:
-        reply = await self.chat.handle(line, self.requester)
-        if reply is None:
+        target = ConsoleTarget(self._say, self.settings.output_dir)
+        try:
+            command = parse_command(line)
+        except SakaiError as exc:
+            self._say(self.conversation.engine.render_error(None, exc))
+            return
+        if command is None:
             self._say("Not a command. Type /help.")
-        elif isinstance(reply, JobReply):
-            self._track(reply.handle)
-        else:
-            self._say(reply.text)
+            return
+        await self.conversation.start(command, self.requester, target)
 
     def _terminal_lines(self) -> AsyncIterator[str]:
         """A line editor when a person is typing; plain lines from a pipe or a file."""
@@ -94,46 +100,55 @@ class ConsolePlatform(Platform):
         self._screen.enter_context(output_above_the_prompt())
         return read_edited(self.settings.history_file)
 
-    def _track(self, handle: JobHandle) -> None:
-        self.followers.start(self._follow(handle), handle)
-
-    async def _follow(self, handle: JobHandle) -> None:
-        last, queued = "", False
-        async for event in handle:
-            if event.kind is EventKind.DONE:
-                await self._deliver(event)
-                continue
-            text = status_text(event)
-            if event.kind in (EventKind.QUEUED, EventKind.POSITION):
-                if queued:
-                    continue  # one "Queued" line per job: positions change too often to print each
-                queued = True
-            if _worth_showing(event, text, last):
-                self._say(f"[{handle.id}] {text}")
-                last = text
-
-    async def _deliver(self, event: JobEvent) -> None:
-        job = event.job
-        image = job.result
-        if image is None:
-            return
-        path = self.settings.output_dir / f"{job.id}.{image.extension}"
-        await asyncio.to_thread(_write, path, image.data)
-        if await self.chat.engine.delivered(job.id):
-            self._say(f"[{job.id}] {status_text(event)} -> {path}\n{caption(job)}")
-
     def _say(self, text: str) -> None:
         out = self._out or sys.stdout
         print(text, file=out, flush=True)
 
 
-def _worth_showing(event: JobEvent, text: str, last: str) -> bool:
-    """Skip repeated lines and show progress in quarters, so a terminal is not flooded."""
-    if text == last:
+class ConsoleTarget:
+    """One job's lines on the terminal: one "Queued" line, progress in quarters, the image saved to a file."""
+
+    def __init__(self, say: Callable[[str], None], folder: Path, job_id: str = "") -> None:
+        self._say = say
+        self.folder = folder
+        self.job_id = job_id
+        self._last = ""
+        self._queued = False
+
+    async def show(self, text: str, buttons: Buttons) -> bool:
+        """Print a status line when it says something new."""
+        self.job_id = buttons.job_id or self.job_id
+        if _worth_showing(text, self._last, self._queued):
+            self._say(f"[{self.job_id}] {text}" if self.job_id else text)
+            self._last = text
+        self._queued = self._queued or text.startswith(QUEUED)
+        return True
+
+    async def deliver(self, job: Job) -> None:
+        """Save the image and print where, with its caption."""
+        assert job.result is not None
+        path = self.folder / f"{job.id}.{job.result.extension}"
+        await asyncio.to_thread(_write, path, job.result.data)
+        self._say(f"[{job.id}] ✅ Done in {elapsed(job):.1f} s -> {path}\n{caption(job)}")
+
+    async def finish(self, job: Job) -> None:
+        """Nothing to tidy: the delivery line said it all."""
+
+    async def say(self, text: str) -> None:
+        """Print a reply."""
+        self._say(text)
+
+
+QUEUED = "⏳"
+PERCENT = re.compile(r"(\d+)%$")
+
+
+def _worth_showing(text: str, last: str, queued: bool) -> bool:
+    """One "Queued" line per job, no repeats, and progress in quarters, so a terminal is not flooded."""
+    if text == last or (queued and text.startswith(QUEUED)):
         return False
-    if event.kind is EventKind.PROGRESS:
-        return round((event.progress or 0) * 100) % 25 == 0
-    return True
+    percent = PERCENT.search(text)
+    return percent is None or int(percent.group(1)) % 25 == 0
 
 
 def _write(path: Path, data: bytes) -> None:
