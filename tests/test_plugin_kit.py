@@ -6,7 +6,13 @@ import asyncio
 import base64
 import io
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -226,3 +232,72 @@ async def test_recording_platform_records_the_error_a_user_would_see():
             await platform.image("a fox", steps=60)
         assert platform.sent == []
 
+
+
+# --------------------------------------------------------------- a third-party package, installed for real
+
+SAMPLE = Path(__file__).parent / "sample_plugin"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample package installed once per session into its own folder, as pip would for a user."""
+    root = tmp_path_factory.mktemp("sample")
+    source = shutil.copytree(SAMPLE, root / "src")  # building in place would leave build/ in the repository
+    target = root / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(source)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return target
+
+
+def sakaibot(site: Path, workdir: Path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``sakaibot`` command in a fresh process that sees the installed package."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SAKAIBOT_")}
+    environ.update(PYTHONPATH=os.pathsep.join([str(site), str(Path(__file__).parents[1])]), COLUMNS="200", **env)
+    return subprocess.run([sys.executable, "-m", "core.cli", "--config", str(workdir / "config.toml"), *args],
+                          input=stdin, capture_output=True, text=True, timeout=120, cwd=workdir, env=environ,
+                          check=False)
+
+
+def write_config(workdir: Path, model: str) -> None:
+    (workdir / "config.toml").write_text(f"""
+[engine]
+default_model = "x"
+rate_limit = "off"
+
+[models.x]
+{model}
+
+[platforms.console]
+enabled = true
+output_dir = "{workdir / 'out'}"
+""", encoding="utf-8")
+
+
+def test_sample_plugin_is_discovered_configured_listed_and_serves_image(installed: Path, tmp_path: Path):
+    write_config(tmp_path, 'backend = "sample"\ncolour = "#228833"\nsize = 128')
+    plugins_out = sakaibot(installed, tmp_path, "plugins")
+    assert plugins_out.returncode == 0, plugins_out.stderr
+    assert re.search(r"sample\s.*loaded.*sakaibot_sample", plugins_out.stdout)
+    models_out = sakaibot(installed, tmp_path, "models")
+    assert re.search(r"x \(default\)\s.*sample\s.*#228833 swatches", models_out.stdout), models_out.stdout
+    served = sakaibot(installed, tmp_path, "run", stdin="/image=x=a cat\n")
+    assert served.returncode == 0, served.stderr
+    saved = list((tmp_path / "out").glob("*.png"))
+    assert len(saved) == 1
+    with PILImage.open(saved[0]) as picture:
+        assert picture.size == (128, 128) and picture.getpixel((5, 5)) == (0x22, 0x88, 0x33)
+        assert picture.text["prompt"] == "a cat"
+
+
+def test_a_broken_sample_plugin_is_reported_and_the_rest_works(installed: Path, tmp_path: Path):
+    write_config(tmp_path, 'backend = "preview"')
+    listed = sakaibot(installed, tmp_path, "plugins", SAKAIBOT_SAMPLE_BROKEN="1")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"sample\s.*failed.*RuntimeError: the sample plugin is broken on purpose", listed.stdout)
+    assert re.search(r"preview\s.*loaded", listed.stdout)
+    served = sakaibot(installed, tmp_path, "run", stdin="/image=x=a cat\n", SAKAIBOT_SAMPLE_BROKEN="1")
+    assert served.returncode == 0, served.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1
