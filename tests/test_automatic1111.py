@@ -99,21 +99,39 @@ async def test_cancel_interrupts_our_running_job(engine_factory, server):
     assert server.interrupts == [server.state.job_timestamp]
 
 
-async def test_cancel_while_another_clients_job_runs_leaves_it_alone(engine_factory, server):
-    server.step_time = 0.05
+@pytest.mark.parametrize("task_ids", [True, False], ids=["exact", "inferred"])
+async def test_cancel_while_another_clients_job_runs_leaves_that_job_alone(engine_factory, server, task_ids):
+    server.step_time, server.task_ids = 0.02, task_ids
     engine = await start(engine_factory, server)
     async with httpx.AsyncClient() as other:
         foreign = asyncio.create_task(other.post(f"{server.url}/sdapi/v1/txt2img", json={"prompt": "x", "steps": 8},
                                                  timeout=30))
         await _until(lambda: server.state.job != "")
-        handle = await engine.submit(request("a red fox", steps=20))
+        foreign_stamp = server.state.job_timestamp
+        handle = await engine.submit(request("a red fox", steps=40))
         await _until(lambda: len(server.requests) == 2)
-        await asyncio.sleep(0.1)  # a few polls see the foreign job
+        await asyncio.sleep(0.06)  # a few polls see the foreign job
         await engine.cancel(handle.job.id, handle.job.request.requester)
         with pytest.raises(JobCancelled):
             await handle.result()
-        assert (await foreign).status_code == 200
-    assert server.interrupts == []
+        answer = await foreign
+    assert answer.status_code == 200 and foreign_stamp not in server.interrupts
+    if task_ids:  # the server still runs our abandoned request: it is stopped as soon as it starts
+        await _until(lambda: len(server.interrupts) == 1)
+        assert server.state.interrupted and server.state.job_timestamp == server.interrupts[0]
+    else:  # an older server cannot say which queued request is ours: nothing is interrupted
+        await asyncio.sleep(0.1)
+        assert server.interrupts == []
+
+
+async def test_progress_is_inferred_on_servers_without_task_ids(engine_factory, server):
+    server.step_time, server.task_ids = 0.02, False
+    recorder = EventRecorder()
+    engine = await start(engine_factory, server, recorder)
+    await (await engine.submit(request("a red fox", steps=20))).result()
+    fractions = [e.progress for e in recorder.events if e.kind is EventKind.PROGRESS]
+    assert fractions and fractions == sorted(fractions)
+    assert engine.models["sd"]._mode.value == "timestamps"
 
 
 async def test_an_interrupt_from_the_servers_ui_cancels_the_job(engine_factory, server):

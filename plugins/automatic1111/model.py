@@ -8,6 +8,8 @@ import binascii
 import contextlib
 import json
 import logging
+import uuid
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,7 +32,8 @@ from core.http import send
 from core.imaging import checked_image, sniff
 from plugins.automatic1111.errors import map_error, parse_body
 from plugins.automatic1111.settings import Automatic1111Settings
-from plugins.automatic1111.watch import JobWatch, ServerState
+from plugins.automatic1111.tracking import JobTracker, Mode
+from plugins.automatic1111.watch import ServerState
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -48,6 +51,8 @@ class Automatic1111Model(ImageModel):
         self.settings = settings
         self.engine = engine  # only engine.http is used, and only once running (the client is made at start)
         self.base = settings.url.rstrip("/")
+        self._mode = Mode.PROBING  # learnt on the first job: does the server track our task id?
+        self._deferred: set[asyncio.Task[None]] = set()
         self.description = settings.description or f"Stable Diffusion on your WebUI at {self.base}."
         self.capabilities = Capabilities(
             sizes=sizes_for_area(settings.area, multiple=64), max_prompt_length=settings.max_prompt_length,
@@ -72,73 +77,100 @@ class Automatic1111Model(ImageModel):
         return body
 
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
-        """Run txt2img while a poller reports progress; on cancel, interrupt the server if ours runs."""
+        """Run txt2img while a poller reports progress; on cancel, stop our job on the server."""
         body = self.payload(request)
-        watch = JobWatch(body["steps"])
-        watch.before(await self._state(previews=False))
-        poller = asyncio.create_task(self._follow(watch, progress), name=f"{self.name}-progress")
+        body["force_task_id"] = f"sakaibot-{uuid.uuid4().hex}"  # servers that do not know it ignore it
+        tracker = JobTracker(self._send, body["force_task_id"], body["steps"], self._mode)
+        await tracker.begin()
+        poller = asyncio.create_task(self._follow(tracker, progress), name=f"{self.name}-progress")
         try:
             response = await self._send("POST", "/sdapi/v1/txt2img", json=body, timeout=self.settings.timeout)
         except asyncio.CancelledError:
-            await self._interrupt_if_ours(watch)
+            await self._stop(tracker)
             raise
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            self._mode = tracker.mode if tracker.mode is not Mode.PROBING else self._mode
         if response.status_code >= 400:
             raise map_error(response.status_code, response.text)
-        await self._raise_if_interrupted(watch)
+        await self._raise_if_interrupted(tracker)
         return await self._image(response, request)
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await send(self.engine.http, method, f"{self.base}{path}", service=SERVICE,
                           auth=self.settings.basic_auth(), **kwargs)
 
-    async def _state(self, *, previews: bool) -> ServerState:
-        response = await self._send("GET", "/sdapi/v1/progress", timeout=30,
-                                    params={"skip_current_image": "false" if previews else "true"})
-        if response.status_code >= 400:
-            raise map_error(response.status_code, response.text)
-        return ServerState.parse(parse_body(response.text))
-
-    async def _follow(self, watch: JobWatch, progress: Progress) -> None:
+    async def _follow(self, tracker: JobTracker, progress: Progress) -> None:
         """Poll until cancelled; failures here are left to the txt2img request to report."""
         reported, last_image = 0.0, None
         while True:
             await asyncio.sleep(self.settings.poll_interval)
             try:
-                state = await self._state(previews=self.settings.previews)
+                ours, state = await tracker.poll(previews=self.settings.previews)
             except SakaiError as exc:
                 log.debug("progress poll failed: %s", exc)
                 continue
-            if not watch.observe(state):
+            if not ours:
                 continue
             preview = _preview(state.image) if state.image != last_image else None
             last_image = state.image or last_image
             reported = max(reported, min(state.progress, 1.0))
             await progress(reported, preview)
 
-    async def _interrupt_if_ours(self, watch: JobWatch) -> None:
-        """Stop the server's current job, but only after a fresh look shows it is still ours."""
+    async def _stop(self, tracker: JobTracker) -> None:
+        """Interrupt our job if it runs; if it still waits for the server's lock, interrupt it once it starts."""
         try:
             async with asyncio.timeout(INTERRUPT_TIMEOUT):
-                if watch.observe(await self._state(previews=False)):
-                    await self._send("POST", "/sdapi/v1/interrupt", timeout=INTERRUPT_TIMEOUT)
-                    log.info("%s: interrupted our job %s on %s", self.name, watch.ours, self.base)
-                else:
-                    log.info("%s: cancelled while another job ran on %s; not interrupting it", self.name, self.base)
+                if await tracker.ours_running():
+                    await self._interrupt(tracker)
+                    return
+                status = await tracker.task_status()
         except (SakaiError, TimeoutError) as exc:
             log.warning("%s: could not interrupt the server: %s", self.name, exc)
+            return
+        if status is not None and status.queued:
+            self._later(self._interrupt_when_started(tracker))
+        else:
+            log.info("%s: cancelled while another job ran on %s; not interrupting it", self.name, self.base)
 
-    async def _raise_if_interrupted(self, watch: JobWatch) -> None:
+    async def _interrupt(self, tracker: JobTracker) -> None:
+        await self._send("POST", "/sdapi/v1/interrupt", timeout=INTERRUPT_TIMEOUT)
+        log.info("%s: interrupted our job on %s (%s)", self.name, self.base, tracker.describe())
+
+    async def _interrupt_when_started(self, tracker: JobTracker) -> None:
+        """The server runs a request even after we hung up: stop ours when it gets the lock."""
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                while (status := await tracker.task_status()) is not None and not status.completed:
+                    if status.active and await tracker.ours_running():
+                        await self._interrupt(tracker)
+                        return
+                    await asyncio.sleep(self.settings.poll_interval)
+        except (SakaiError, TimeoutError) as exc:
+            log.warning("%s: gave up waiting to interrupt a cancelled job: %s", self.name, exc)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"{self.name}-deferred-interrupt")
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
+
+    async def _raise_if_interrupted(self, tracker: JobTracker) -> None:
         """A job interrupted on the server (from its UI) returns a half-made picture: do not deliver it."""
         try:
-            state: ServerState | None = await self._state(previews=False)
+            state: ServerState | None = await tracker.state(previews=False)
         except SakaiError:
             state = None
+        watch = tracker.watch
         if any(seen is not None and watch.interrupted(seen) for seen in (state, watch.last)):
             raise JobCancelled("The job was stopped on the image server.")
+
+    async def aclose(self) -> None:
+        """Stop waiting to interrupt cancelled jobs."""
+        for task in list(self._deferred):
+            task.cancel()
+        await asyncio.gather(*self._deferred, return_exceptions=True)
 
     async def _image(self, response: httpx.Response, request: GenerationRequest) -> Image:
         body = parse_body(response.text)

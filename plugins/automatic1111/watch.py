@@ -64,6 +64,10 @@ class JobWatch:
             self.ours = state.stamp
         return self.ours is not None and state.stamp == self.ours
 
+    def claim(self, stamp: str) -> None:
+        """The server told us exactly that the job with ``stamp`` is ours."""
+        self.ours = stamp
+
     def _our_size(self, state: ServerState) -> bool:
         return state.steps in (0, self.steps)
 

@@ -16,7 +16,11 @@ What it copies from the WebUI's source, and why each matters to a client:
 - FastAPI validation: wrong types give 422 ``{"detail": [{"loc", "msg", "type"}]}``; unknown
   fields are ignored (the generated pydantic model does not forbid extras);
 - runtime errors: 500 ``{"error": "OutOfMemoryError", "detail": "", "body": "", "errors": "CUDA out of memory…"}``;
-- output size is ``width // 8 * 8`` × ``height // 8 * 8``; ``info`` is a JSON string.
+- output size is ``width // 8 * 8`` × ``height // 8 * 8``; ``info`` is a JSON string;
+- task ids (A1111 1.6+, ``modules/progress.py``): txt2img registers ``force_task_id`` as pending
+  before taking the lock, makes it current after ``begin()``, finished after processing (not on
+  an exception); ``POST /internal/progress {"id_task"}`` answers ``active``/``queued``/``completed``.
+  ``task_ids=False`` is an older server that ignores the field.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class FakeAutomatic1111:
     requests: list[dict[str, Any]] = field(default_factory=list)
     interrupts: list[str] = field(default_factory=list)  # job_timestamp running when each arrived
     progress_polls: int = 0
+    task_ids: bool = True
     state: State = field(default_factory=State)
     url: str = ""
 
@@ -103,6 +108,9 @@ class FakeAutomatic1111:
         self._runner: web.AppRunner | None = None
         self._stamp = 0
         self.started = asyncio.Event()
+        self.pending_tasks: dict[str, float] = {}
+        self.current_task: str | None = None
+        self.finished_tasks: list[str] = []
 
     async def start(self) -> FakeAutomatic1111:
         """Listen on a free port of 127.0.0.1."""
@@ -111,6 +119,7 @@ class FakeAutomatic1111:
         app.router.add_get("/sdapi/v1/progress", self._progress)
         app.router.add_post("/sdapi/v1/interrupt", self._interrupt)
         app.router.add_get("/sdapi/v1/sd-models", self._sd_models)
+        app.router.add_post("/internal/progress", self._internal_progress)
         self._runner, self.url = await serve_locally(app)
         return self
 
@@ -140,16 +149,23 @@ class FakeAutomatic1111:
         if problems:
             return web.json_response({"detail": problems}, status=422)
         self.requests.append(body)
+        task = str(body.get("force_task_id") or "") if self.task_ids else ""
+        task = task or f"task(txt2img-{len(self.requests)})"
+        self.pending_tasks[task] = time.monotonic()
         async with self._lock:
-            return await self._run(body)
+            return await self._run(body, task)
 
-    async def _run(self, body: dict[str, Any]) -> web.Response:
+    async def _run(self, body: dict[str, Any], task: str) -> web.Response:
         self._begin(int(body.get("steps", 50)))
+        self.current_task = task
+        self.pending_tasks.pop(task, None)
         try:
             if self.fail_next:
                 status, error = self.fail_next.pop(0)
                 return web.json_response(error, status=status)
             await self._sample(int(body.get("width", 512)), int(body.get("height", 512)))
+            self.finished_tasks.append(task)
+            self.current_task = None if self.current_task == task else self.current_task
             return self._answer(body)
         finally:
             self.state.job, self.state.job_count = "", 0
@@ -196,6 +212,18 @@ class FakeAutomatic1111:
         image = None if skip or state.current_image is None else base64.b64encode(state.current_image).decode()
         return web.json_response({"progress": min(progress, 1), "eta_relative": elapsed / progress - elapsed,
                                   "state": state.dict(), "current_image": image, "textinfo": None})
+
+    async def _internal_progress(self, request: web.Request) -> web.Response:
+        task = (await request.json()).get("id_task")
+        active, queued, completed = task == self.current_task, task in self.pending_tasks, task in self.finished_tasks
+        if not active:
+            return web.json_response({"active": False, "queued": queued, "completed": completed, "progress": None,
+                                      "eta": None, "live_preview": None, "id_live_preview": -1,
+                                      "textinfo": "In queue" if queued else "Waiting..."})
+        state = self.state
+        progress = state.sampling_step / state.sampling_steps if state.sampling_steps else 0.0
+        return web.json_response({"active": True, "queued": False, "completed": completed, "progress": progress,
+                                  "eta": None, "live_preview": None, "id_live_preview": -1, "textinfo": None})
 
     async def _interrupt(self, request: web.Request) -> web.Response:
         self.interrupts.append(self.state.job_timestamp if self.state.job else "")
