@@ -227,7 +227,7 @@ async def test_check_lists_checkpoints_and_flags_a_missing_one(engine_factory, s
 
 async def test_one_at_a_time_by_default(engine_factory, server):
     engine = await start(engine_factory, server)
-    assert engine.concurrency("sd") == 1 and engine.model_timeout("sd") == 600
+    assert engine.concurrency("sd") == 1 and engine.lanes.timeout("sd") == 600
 
 
 def test_missing_password_variable_is_a_config_error(monkeypatch):

@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -19,6 +19,7 @@ from core import (
     Capabilities,
     CheckResult,
     CheckStatus,
+    EngineView,
     GenerationRequest,
     Image,
     ImageModel,
@@ -35,9 +36,6 @@ from plugins.automatic1111.settings import Automatic1111Settings
 from plugins.automatic1111.tracking import JobTracker, Mode
 from plugins.automatic1111.watch import ServerState
 
-if TYPE_CHECKING:
-    from core.engine import Engine
-
 log = logging.getLogger(__name__)
 SERVICE = "The image server"
 INTERRUPT_TIMEOUT = 5.0
@@ -46,7 +44,7 @@ INTERRUPT_TIMEOUT = 5.0
 class Automatic1111Model(ImageModel):
     """Sends txt2img, reports progress and previews while it runs, interrupts only its own job."""
 
-    def __init__(self, name: str, settings: Automatic1111Settings, engine: Engine) -> None:
+    def __init__(self, name: str, settings: Automatic1111Settings, engine: EngineView) -> None:
         self.name = name
         self.settings = settings
         self.engine = engine  # only engine.http is used, and only once running (the client is made at start)

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import httpx
@@ -17,6 +17,7 @@ from core import (
     Capabilities,
     CheckResult,
     CheckStatus,
+    EngineView,
     GenerationRequest,
     Image,
     ImageModel,
@@ -32,9 +33,6 @@ from plugins.comfyui.results import first_image, history_entry, missing_checkpoi
 from plugins.comfyui.run import PromptRun
 from plugins.comfyui.settings import ComfyUISettings
 
-if TYPE_CHECKING:
-    from core.engine import Engine
-
 log = logging.getLogger(__name__)
 SERVICE = "The ComfyUI server"
 CANCEL_TIMEOUT = 5.0
@@ -44,7 +42,7 @@ HISTORY_POLL = 1.0
 class ComfyUIModel(ImageModel):
     """Runs a workflow per request; capabilities follow the placeholders the workflow uses."""
 
-    def __init__(self, name: str, settings: ComfyUISettings, engine: Engine) -> None:
+    def __init__(self, name: str, settings: ComfyUISettings, engine: EngineView) -> None:
         self.name = name
         self.settings = settings
         self.engine = engine  # only engine.http is used, and only once running (the client is made at start)
