@@ -22,6 +22,7 @@ from core import (
     JobCancelled,
     JobState,
 )
+from core.cli import main
 from core.imaging import inspect_image
 from tests.fakes.automatic1111 import OOM, PASSWORD, USER, FakeAutomatic1111
 from tests.utils import EventRecorder, request, settle
@@ -228,6 +229,15 @@ async def test_check_lists_checkpoints_and_flags_a_missing_one(engine_factory, s
 async def test_one_at_a_time_by_default(engine_factory, server):
     engine = await start(engine_factory, server)
     assert engine.concurrency("sd") == 1 and engine.lanes.timeout("sd") == 600
+
+
+async def test_sakaibot_check_lists_the_servers_checkpoints(server, tmp_path, capsys):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[engine]\ndefault_model = "sd"\n[models.sd]\nbackend = "automatic1111"\nurl = "{server.url}"\n'
+                      '[platforms.console]\nenabled = false\n', encoding="utf-8")
+    code = await asyncio.to_thread(main, ["--config", str(config), "check"])  # the CLI runs its own event loop
+    out = capsys.readouterr().out
+    assert code == 0 and "✓ sd: ok: 2 checkpoint(s): v1-5-pruned-emaonly.safetensors [6ce0161689]" in out
 
 
 def test_missing_password_variable_is_a_config_error(monkeypatch):

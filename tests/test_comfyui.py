@@ -22,6 +22,7 @@ from core import (
     JobCancelled,
     JobState,
 )
+from core.cli import main
 from core.errors import ConfigError
 from core.imaging import inspect_image
 from plugins.comfyui.default_workflow import DEFAULT_WORKFLOW
@@ -198,6 +199,15 @@ async def test_check_reports_the_device(engine_factory, server):
     engine = await start(engine_factory, server)
     result = await engine.models["comfy"].check()
     assert result.status is CheckStatus.OK and "Fake GPU" in result.detail
+
+
+async def test_sakaibot_check_names_a_missing_checkpoint(server, tmp_path, capsys):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[engine]\ndefault_model = "c"\n[models.c]\nbackend = "comfyui"\nurl = "{server.url}"\n'
+                      'checkpoint = "sdxl.safetensors"\n[platforms.console]\nenabled = false\n', encoding="utf-8")
+    code = await asyncio.to_thread(main, ["--config", str(config), "check"])  # the CLI runs its own event loop
+    out = capsys.readouterr().out
+    assert code == 1 and "✗ c: misconfigured: checkpoint(s) not on the server: sdxl.safetensors" in out
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -31,8 +31,10 @@ def first_image(entry: dict[str, Any]) -> dict[str, str]:
              for image in output.get("images") or [] if isinstance(image, dict) and image.get("filename")]
     if not found:
         status = (entry.get("status") or {}).get("status_str", "unknown")
-        raise InvalidImage("The ComfyUI workflow finished without an image (does it end in a SaveImage node?).",
-                           detail=f"status {status}; outputs {list((entry.get('outputs') or {}).keys())}")
+        error = InvalidImage("The ComfyUI workflow finished without an image (does it end in a SaveImage node?).",
+                             detail=f"status {status}; outputs {list((entry.get('outputs') or {}).keys())}")
+        error.retryable = False  # the same workflow would end the same way
+        raise error
     found.sort(key=lambda image: image.get("type") != "output")
     image = found[0]
     return {"filename": str(image["filename"]), "subfolder": str(image.get("subfolder", "")),
