@@ -109,7 +109,7 @@ async def test_cancel_while_another_clients_job_runs_leaves_that_job_alone(engin
                                                  timeout=30))
         await _until(lambda: server.state.job != "")
         foreign_stamp = server.state.job_timestamp
-        handle = await engine.submit(request("a red fox", steps=40))
+        handle = await engine.submit(request("a red fox", steps=15))
         await _until(lambda: len(server.requests) == 2)
         await asyncio.sleep(0.06)  # a few polls see the foreign job
         await engine.cancel(handle.job.id, handle.job.request.requester)

@@ -160,7 +160,7 @@ class Broken(ImageModel):
         if self.fault == "leaky":
             raise httpx.ConnectError("refused")
         if self.fault == "stubborn" and request.seed == 54321:  # the check's cancellation call
-            await _ignore_cancel(0.3)
+            await _ignore_cancel(0.2)
         size = (64, 64) if self.fault == "one-size" else (request.size.width, request.size.height)
         buffer = io.BytesIO()
         PILImage.new("RGB", size).save(buffer, format="PNG")
@@ -185,7 +185,7 @@ async def _ignore_cancel(seconds: float) -> None:
 async def test_the_check_names_what_a_broken_model_does(fault, found):
     with pytest.raises(ConformanceError, match=found):
         await check_model_conformance(Broken(fault), cancel_after=0.05, cancel_within=0.1)
-    await asyncio.sleep(0.7 if fault == "stubborn" else 0)  # let the stubborn call end inside this test
+    await asyncio.sleep(0.45 if fault == "stubborn" else 0)  # let the stubborn call end inside this test
 
 
 async def test_a_fault_that_leaks_an_http_error_is_reported():
@@ -225,13 +225,21 @@ async def test_recording_platform_records_statuses_previews_and_the_photo():
 
 
 async def test_recording_platform_records_the_error_a_user_would_see():
+    server = await FakeComfyUI(step_time=0.001, fail_at=dict(COMFY_OOM)).start()
+    config = {"models": {"c": {"backend": "comfyui", "url": server.url, "checkpoint": "sd_xl_base_1.0.safetensors",
+                               "area": 256 * 256, "max_attempts": 1}}}
     platform = RecordingPlatform()
-    async with running_engine({"models": {"p": {"backend": "preview"}}}, [plugins.preview]) as engine:
-        await platform.start(engine)
-        with pytest.raises(InvalidRequest, match=r"at most 50 steps"):
-            await platform.image("a fox", steps=60)
-        assert platform.sent == []
-
+    try:
+        async with running_engine(config, [plugins.comfyui]) as engine:
+            await platform.start(engine)
+            with pytest.raises(InvalidRequest, match=r"at most 60 steps"):
+                await platform.image("a fox", steps=61)  # refused before queueing: nothing is sent
+            await platform.image("a fox")
+            await platform.wait_closed()
+    finally:
+        await server.stop()
+    assert platform.sent[-1].kind == "error" and "ran out of GPU memory" in platform.sent[-1].text
+    assert not platform.of_kind("photo")
 
 
 # --------------------------------------------------------------- a third-party package, installed for real

@@ -27,7 +27,8 @@ class ServerState:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ServerState:
         """Read an answer leniently: Forge and SD.Next add and drop fields."""
-        state = body.get("state") if isinstance(body.get("state"), dict) else {}
+        raw = body.get("state")
+        state: dict[str, Any] = raw if isinstance(raw, dict) else {}
         running = bool(state.get("job")) or int(state.get("job_count") or 0) != 0
         image = body.get("current_image")
         return cls(running=running, stamp=str(state.get("job_timestamp") or ""),

@@ -76,6 +76,7 @@ class PromptRun:
         if len(frame) < 8:
             return None
         (event,) = struct.unpack(">I", frame[:4])
+        image: bytes | None
         if event == PREVIEW_IMAGE:
             image = frame[8:]
         elif event == PREVIEW_IMAGE_WITH_METADATA:

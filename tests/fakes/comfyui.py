@@ -278,7 +278,8 @@ class FakeComfyUI:
         return True
 
     def _save(self, item: Queued, kind: str) -> dict[str, str]:
-        latent = next((n["inputs"] for n in item.graph.values() if n["class_type"] == "EmptyLatentImage"), {})
+        latent: dict[str, Any] = next((n["inputs"] for n in item.graph.values()
+                                       if n["class_type"] == "EmptyLatentImage"), {})
         size = (int(latent.get("width", 512)) // 8 * 8, int(latent.get("height", 512)) // 8 * 8)
         folder = "output" if kind == "SaveImage" else "temp"
         name = f"SakaiBot_{len(self.files) + 1:05d}_.png"
