@@ -1,6 +1,6 @@
 """Which job on the WebUI is ours, exactly where the server can say so and by inference where not.
 
-A1111 1.6+, Forge and SD.Next take a ``force_task_id`` in txt2img and answer
+A1111 1.6+ and Forge take a ``force_task_id`` in txt2img and answer
 ``POST /internal/progress {"id_task"}`` with ``queued`` / ``active`` / ``completed`` for it: that
 is exact, and it lets a cancelled request that still waits for the server's lock be stopped the
 moment it starts. Servers that ignore the id (it is never queued, active or completed) fall back
