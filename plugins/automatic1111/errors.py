@@ -1,6 +1,6 @@
 """AUTOMATIC1111 answers mapped onto SakaiBot's errors.
 
-What the WebUI sends (``modules/api/api.py``; Forge and SD.Next differ where noted)::
+What the WebUI sends (``modules/api/api.py``; Forge answers plain-text 500s)::
 
     401  --api-auth refused: {"error": "HTTPException", "detail": "Incorrect username or password"}
                                                           → BackendAuthError
