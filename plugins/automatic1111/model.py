@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import uuid
@@ -87,9 +86,7 @@ class Automatic1111Model(ImageModel):
             await self._stop(tracker)
             raise
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            await _stopped(poller)
             self._mode = tracker.mode if tracker.mode is not Mode.PROBING else self._mode
         if response.status_code >= 400:
             raise map_error(response.status_code, response.text)
@@ -208,6 +205,14 @@ class Automatic1111Model(ImageModel):
             missing = f"checkpoint {wanted!r} is not on the server; it has: {listed}"
             return CheckResult(CheckStatus.MISCONFIGURED, missing)
         return CheckResult(CheckStatus.OK, f"{len(titles)} checkpoint(s): {listed}")
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """Cancel the poller and wait for it, without mistaking its cancellation for ours."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the progress poller failed", exc_info=task.exception())
 
 
 def _decode(value: str) -> bytes:
