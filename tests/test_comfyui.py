@@ -153,6 +153,20 @@ async def test_cancel_while_waiting_deletes_from_the_queue_and_leaves_the_runnin
     assert server.deleted == [ours] and server.interrupts == [] and server.pending == []
 
 
+async def test_cancel_before_the_queue_answers_still_names_our_prompt(engine_factory, server):
+    server.hold_answers = asyncio.Event()  # the prompt is queued but its id has not reached us yet
+    engine = await start(engine_factory, server)
+    handle = await engine.submit(request("a red fox", steps=40))
+    await _until(lambda: bool(server.pending) or server.running is not None)
+    await engine.cancel(handle.job.id, handle.job.request.requester)
+    with pytest.raises(JobCancelled):
+        await handle.result()
+    server.hold_answers.set()
+    ours = server.prompts[0]["prompt_id"]
+    assert server.deleted == [ours] or server.interrupts == [ours]
+    await _until(lambda: server.running is None and not server.pending)
+
+
 async def test_an_interrupt_from_elsewhere_cancels_the_job(engine_factory, server):
     server.step_time = 0.03
     engine = await start(engine_factory, server)

@@ -63,16 +63,16 @@ class ComfyUIModel(ImageModel):
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
         """Connect the websocket first (so no message is missed), queue, follow, then fetch the output."""
         client_id = uuid.uuid4().hex
-        run: PromptRun | None = None
+        run = PromptRun(str(uuid.uuid4()), progress)  # current ComfyUI takes our id, so a cancel can name it
         try:
             async with self._http_session().ws_connect(self._ws_url(client_id), heartbeat=30,
                                                        auth=self._ws_auth()) as socket:
-                run = PromptRun(await self._queue(self.workflow.fill(self.values(request)), client_id), progress)
+                run.prompt_id = await self._queue(self.workflow.fill(self.values(request)), client_id, run.prompt_id)
                 await self._follow(socket, run)
             if not run.finished:
                 await self._wait_in_history(run.prompt_id)
         except asyncio.CancelledError:
-            if run is not None and not run.finished:
+            if not run.finished:
                 await self._cancel(run)
             raise
         except aiohttp.WSServerHandshakeError as exc:
@@ -95,8 +95,10 @@ class ComfyUIModel(ImageModel):
         except aiohttp.ClientError as exc:
             log.info("%s: websocket failed while following %s: %s", self.name, run.prompt_id, exc)
 
-    async def _queue(self, graph: dict[str, Any], client_id: str) -> str:
-        response = await self._send("POST", "/prompt", json={"prompt": graph, "client_id": client_id}, timeout=60)
+    async def _queue(self, graph: dict[str, Any], client_id: str, prompt_id: str) -> str:
+        """Queue the graph; the id is ours on current builds, the server's own on older ones."""
+        body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
+        response = await self._send("POST", "/prompt", json=body, timeout=60)
         if response.status_code != 200:
             raise map_prompt_error(response.status_code, response.text)
         prompt_id = _json(response).get("prompt_id")

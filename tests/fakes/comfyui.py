@@ -8,7 +8,8 @@ What it copies, and where from:
   ``invalid_input_type``), checked against min/max and COMBO lists (``value_not_in_list``),
   missing ones are ``required_input_missing``; any failure is a 400 with
   ``prompt_outputs_failed_validation`` and ``node_errors`` per node. Success answers
-  ``{prompt_id, number, node_errors}``.
+  ``{prompt_id, number, node_errors}``; the ``prompt_id`` is the client's when it sent one
+  (``str(json_data.get("prompt_id", uuid.uuid4()))`` in current builds).
 - one prompt executes at a time, in queue order; messages about a prompt go only to the socket
   of the ``client_id`` that queued it (``send_sync(..., server.client_id)``); ``status`` goes to all.
 - order of messages: ``execution_start``, ``execution_cached``, per node ``executing``; the
@@ -88,6 +89,7 @@ class FakeComfyUI:
     step_time: float = 0.01
     preview_every: int = 2
     fail_at: dict[str, Any] | None = None
+    hold_answers: asyncio.Event | None = None  # when given, /prompt queues at once but answers once it is set
     prompts: list[dict[str, Any]] = field(default_factory=list)
     interrupts: list[str | None] = field(default_factory=list)  # prompt running when each arrived
     deleted: list[str] = field(default_factory=list)
@@ -162,10 +164,12 @@ class FakeComfyUI:
         if refused is not None:
             return web.json_response(refused, status=400)
         self._number += 1
-        item = Queued(self._number, str(uuid.uuid4()), graph, str(body.get("client_id", "")))
+        item = Queued(self._number, str(body.get("prompt_id", uuid.uuid4())), graph, str(body.get("client_id", "")))
         self.pending.append(item)
         self._wake.set()
         await self._broadcast_status()
+        if self.hold_answers is not None:
+            await self.hold_answers.wait()
         return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})
 
     async def _history(self, request: web.Request) -> web.Response:
