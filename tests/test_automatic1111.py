@@ -258,3 +258,19 @@ async def _until(condition, limit: int = 400) -> None:
 
 async def _no_sleep(delay: float) -> None:
     await settle(1)
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "retryable", "text"), [
+    (500, "Internal Server Error", BackendUnavailable, True, "unavailable"),  # Forge: no error middleware
+    (500, '{"error": "OutOfMemoryError", "detail": "", "body": "", "errors": "CUDA out of memory. Tried"}',
+     BackendUnavailable, False, "GPU memory"),
+    (422, '{"detail": [{"type": "int_parsing", "loc": ["body", "steps"], "msg": "Input should be a valid integer",'
+          ' "input": "x"}]}', InvalidRequest, False, "steps: Input should be a valid integer"),  # pydantic 2 shape
+    (401, '{"error": "HTTPException", "detail": "Not authenticated", "body": "", "errors": "401: Not authenticated"}',
+     BackendAuthError, False, "login"),
+])
+def test_error_bodies_of_each_webui_flavour(status, body, kind, retryable, text):
+    from plugins.automatic1111.errors import map_error
+
+    error = map_error(status, body)
+    assert type(error) is kind and error.retryable is retryable and text in error.user_message

@@ -247,3 +247,23 @@ async def _until(condition, limit: int = 400) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached")
+
+
+@pytest.mark.parametrize(("status", "body", "text"), [
+    (400, '{"error": "no prompt", "node_errors": []}', "no prompt"),  # older builds: a plain string
+    (400, '{"error": {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", '
+          '"extra_info": {}}, "node_errors": {}}', "No prompt provided"),
+    (400, '{"error": {"type": "missing_node_type", "message": "Node \'Foo\' not found.", "details": "Node ID \'#3\'",'
+          ' "extra_info": {}}, "node_errors": {}}', "Node 'Foo' not found.: Node ID '#3'"),
+])
+def test_prompt_refusals_of_each_comfyui_age(status, body, text):
+    from plugins.comfyui.errors import map_prompt_error
+
+    error = map_prompt_error(status, body)
+    assert isinstance(error, InvalidRequest) and text in error.user_message
+
+
+def test_a_body_that_is_not_json_is_a_server_fault():
+    from plugins.comfyui.errors import map_prompt_error
+
+    assert isinstance(map_prompt_error(500, "500 Internal Server Error"), BackendUnavailable)
