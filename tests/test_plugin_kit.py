@@ -302,7 +302,7 @@ def test_a_broken_sample_plugin_is_reported_and_the_rest_works(installed: Path, 
     listed = sakaibot(installed, tmp_path, "plugins", SAKAIBOT_SAMPLE_BROKEN="1")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"sample\s.*failed.*RuntimeError: the sample plugin is broken on purpose", listed.stdout)
-    assert "sakaibot_sample" in listed.stdout  # found through its entry point, then reported
+    assert "sakaibot-sample-plugin" in listed.stdout  # found through its package's entry point, then reported
     assert re.search(r"preview\s.*loaded", listed.stdout)
     served = sakaibot(installed, tmp_path, "run", stdin="/image=x=a cat\n", SAKAIBOT_SAMPLE_BROKEN="1")
     assert served.returncode == 0, served.stderr

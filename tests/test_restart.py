@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,8 @@ def _read_until(process: subprocess.Popen[str], pattern: str, count: int, limit:
     return seen
 
 
-def test_sigkill_then_restart_delivers_every_job_exactly_once(tmp_path):
+def test_sigkill_then_restart_delivers_every_job_and_resends_at_most_once(tmp_path):
+    """At-least-once: a kill between a send and its "delivered" mark resends that one job once, never more."""
     config = _config(tmp_path)
     first = _sakaibot(config, subprocess.PIPE)
     assert first.stdin is not None and first.stdout is not None
@@ -69,8 +71,9 @@ def test_sigkill_then_restart_delivers_every_job_exactly_once(tmp_path):
     second = _sakaibot(config, subprocess.DEVNULL)
     after, _ = second.communicate(timeout=120)
     assert second.returncode == 0, after
-    delivered = re.findall(r"\[([0-9a-f]{12})\] ✅ Done", before + after)
-    assert len(delivered) == JOBS and len(set(delivered)) == JOBS, before + after
+    delivered = Counter(re.findall(r"\[([0-9a-f]{12})\] ✅ Done", before + after))
+    assert len(delivered) == JOBS and max(delivered.values()) <= 2, before + after
+    assert sum(delivered.values()) <= JOBS + 1, before + after  # only the send the kill interrupted repeats
     assert len(list((tmp_path / "out").glob("*.png"))) == JOBS
     assert "resumed after a restart" in after
     with sqlite3.connect(tmp_path / "jobs.db") as db:
