@@ -143,6 +143,8 @@ async def test_rerolls_read_the_whole_request_from_the_store_after_a_restart(fak
     job = await _job(second, _images(fake, pressed)[0])
     assert job.request.prompt == prompt.strip()
     assert (job.request.options.aspect_ratio, job.request.options.steps, job.request.options.seed) == ("3:2", 12, None)
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("jobs.db*"))
+    assert token.encode() not in stored  # the interaction token is sealed before it reaches the store
     STARTED.remove(restarted)
     await restarted.stop()
     await second.stop()

@@ -21,6 +21,7 @@ from core import Job
 from core.chat.conversation import Buttons, DeliveryRefused
 from core.chat.pacing import RetryAfter
 from platforms.discord.result import Result
+from platforms.discord.sealing import seal, unseal
 from platforms.discord.views import job_view
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class DiscordTarget:
     @classmethod
     def resumed(cls, client: discord.Client, where: dict[str, str]) -> DiscordTarget:
         """After a restart, from the job's delivery target."""
-        return cls(client, interaction_id=int(where.get("interaction") or 0), token=where.get("token", ""),
+        token = unseal(where.get("token", ""), client.http.token or "")
+        return cls(client, interaction_id=int(where.get("interaction") or 0), token=token,
                    channel_id=int(where["channel"]), user_id=int(where["user"]), private=where.get("private") == "1",
                    message_id=int(where["message"]) if where.get("message") else None)
 
@@ -117,7 +119,8 @@ class DiscordTarget:
                 ACKS.end()
             self.message_id = getattr(response, "message_id", None)
         return {"channel": str(self.channel_id), "user": str(self.user_id), "private": "1" if self.private else "0",
-                "interaction": str(self.interaction_id), "token": self.token, "message": str(self.message_id or "")}
+                "interaction": str(self.interaction_id), "token": seal(self.token, self.client.http.token or ""),
+                "message": str(self.message_id or "")}
 
     async def show(self, text: str, buttons: Buttons) -> bool:
         """Edit the deferred response; ``False`` once its token or message is gone."""
