@@ -37,7 +37,7 @@ def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
     if not png.startswith(PNG_MAGIC) or end < 4:
         return png
     view = memoryview(png)
-    parts = [view[: end - 4]]
+    parts: list[bytes | memoryview] = [view[: end - 4]]
     parts += [_itxt(key, str(value)) for key, value in fields.items() if value != ""]
     parts.append(view[end - 4:])
     return b"".join(parts)

@@ -101,10 +101,10 @@ class ComfyUIModel(ImageModel):
         response = await self._send("POST", "/prompt", json=body, timeout=60)
         if response.status_code != 200:
             raise map_prompt_error(response.status_code, response.text)
-        prompt_id = _json(response).get("prompt_id")
-        if not isinstance(prompt_id, str):
+        answered = _json(response).get("prompt_id")
+        if not isinstance(answered, str):
             raise BackendUnavailable(detail=f"/prompt answered without a prompt_id: {response.text[:200]}")
-        return prompt_id
+        return answered
 
     async def _cancel(self, run: PromptRun) -> None:
         """Take a waiting prompt off the queue; interrupt it only if it is the one running."""
