@@ -190,7 +190,7 @@ class DiscordTarget:
 
     async def _direct(self, result: Result) -> None:
         user = discord.Object(id=self.user_id)
-        channel = await self.client.create_dm(user)  # type: ignore[arg-type]
+        channel = await self.client.create_dm(user)
         await channel.send(content="Your private image is ready.", file=result.file(), embed=result.embed,
                            view=result.view)
 

@@ -85,7 +85,7 @@ def session_string_from_file(path: Path) -> str:
     except sqlite3.Error as exc:
         raise ValueError(f"{file}: not a Telethon session file ({exc})") from exc
     try:
-        text = StringSession.save(session)  # type: ignore[arg-type]  # save() encodes any Session
+        text = StringSession.save(session)  # save() encodes any Session
     finally:
         session.close()
     if not text:
