@@ -324,6 +324,9 @@ async def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
     finally:
         stopping.cancel()
         await engine.stop()
+    if engine.health.failure is not None and _served(outcome) == 0:
+        return _fail(f"✗ The job store failed and had not recovered when the bot stopped: {engine.health.failure}. "
+                     "New requests were refused meanwhile; check the disk and the [store] path.", EXIT_FAILED)
     return _served(outcome)
 
 

@@ -98,3 +98,30 @@ def test_sigterm_finishes_the_running_job_and_keeps_the_waiting_one(tmp_path):
     with sqlite3.connect(tmp_path / "jobs.db") as db:
         rows = dict(db.execute("SELECT json_extract(request, '$.prompt'), state FROM jobs").fetchall())
     assert rows == {"running": "done", "waiting": "queued"}
+
+
+def _limited() -> None:
+    """In the child: files may not grow past 192 KiB, and a refused write is an error, not a signal."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (192 * 1024, resource.RLIM_INFINITY))
+
+
+def test_run_says_so_and_exits_non_zero_when_the_store_fails(tmp_path):
+    """A store that cannot grow: requests are refused with a message, and the supervisor sees exit code 1."""
+    config = _config(tmp_path)
+    config.write_text(config.read_text().replace("latency = 0.4", "latency = 0").replace(
+        "max_pending_per_user = 50", "max_pending_per_user = 10000"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "run"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=tmp_path, preexec_fn=_limited)
+    assert process.stdin is not None
+    process.stdin.write("".join(f"/image=preview=job {n} " + "with a long prompt " * 40 + "\n" for n in range(400)))
+    process.stdin.flush()
+    seen = _read_until(process, r"couldn't save your request|can't save new requests", 1, limit=120)
+    process.send_signal(signal.SIGTERM)  # what a supervisor does; acknowledged jobs stay on disk
+    rest, errors = process.communicate(timeout=120)
+    assert process.returncode == 1, seen + rest + errors[-3000:]
+    assert "The job store failed" in errors and "Traceback" not in errors
