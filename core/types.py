@@ -184,4 +184,5 @@ class JobEvent:
     progress: float | None = None
     preview: bytes | None = None
     message: str | None = None
+    eta: float | None = None  # seconds until a queued job is likely done; None before the model has history
     at: float = field(default_factory=time.monotonic)

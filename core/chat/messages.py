@@ -18,6 +18,7 @@ def status_text(event: JobEvent) -> str:
     if kind in (EventKind.QUEUED, EventKind.POSITION):
         position = event.position or job.position
         where = f" - position {position}" if position else ""
+        where += f" - about {duration(event.eta)}" if event.eta else ""
         return f"⏳ Queued for {job.model}{where}"
     if kind in (EventKind.ENHANCING, EventKind.ENHANCED):
         return "✨ Enhancing the prompt…"
@@ -34,6 +35,15 @@ def status_text(event: JobEvent) -> str:
     if kind is EventKind.SUSPENDED:
         return "⏸ The bot is restarting; your request is kept and will run when it is back."
     return f"❌ {event.message or 'Failed.'}"
+
+
+def duration(seconds: float) -> str:
+    """A wait as people say it: "40 s", "3 min", "2 h"."""
+    if seconds < 60:
+        return f"{max(5, round(seconds / 5) * 5)} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600, 1):g} h"
 
 
 def elapsed(job: Job) -> float:

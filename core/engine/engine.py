@@ -258,7 +258,7 @@ class Engine:
             self._inflight[name] -= 1
         self.admission.admitted(request)
         self.scheduler.mark_dirty(name)
-        await self.events.emit(job, EventKind.QUEUED)
+        await self.events.emit(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name)))
         return handle
 
     def _reserve_room(self, lane: str) -> None:

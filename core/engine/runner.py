@@ -110,6 +110,7 @@ class JobRunner:
         started = time.perf_counter()
         image = await policy.run(lambda: self._attempt(job, model), self.sleep, self._retrying(job))
         job.timings["generate"] = time.perf_counter() - started
+        self.lanes.record(job.model, job.timings["generate"] + job.timings.get("enhance", 0.0))
         return image
 
     async def _attempt(self, job: Job, model: ImageModel) -> Image:

@@ -137,4 +137,5 @@ class LaneScheduler:
             job = self.jobs.get(job_id)
             if job is not None and job.position != position and job.state is JobState.QUEUED:
                 job.position = position
-                await self.events.emit(job, EventKind.POSITION, position=position)
+                await self.events.emit(job, EventKind.POSITION, position=position,
+                                       eta=self.lanes.eta(lane, position))
