@@ -146,9 +146,7 @@ class RedisQueue:
         self._closed = True
         for task in list(self._takers):
             task.cancel()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await _cancel_all(set(self._background))
         for job_id, lane in list(self._held.items()):
             await self._give_back(job_id, lane)
         await self.link.aclose()
@@ -156,6 +154,7 @@ class RedisQueue:
     # ----------------------------------------------------------------- beyond the interface
     async def refresh(self, lane: str | None = None) -> None:
         """Re-read one lane (or all) from Redis now, for ``positions``/``snapshot`` that must be current."""
+        self._start()
         for name in [lane] if lane else list(self._orders):
             await self.mirror.refresh(name)
 
@@ -236,3 +235,15 @@ class RedisQueue:
                 await self.heartbeat()
             except Exception as exc:  # Redis away: the next beat tries again, before the lease runs out
                 log.warning("queue heartbeat failed: %s", exc)
+
+
+async def _cancel_all(tasks: set[asyncio.Task[None]], rounds: int = 50) -> None:
+    """Cancel tasks until they end: redis-py's read timeout can swallow one cancellation (an asyncio race)."""
+    for _ in range(rounds):
+        pending = {task for task in tasks if not task.done()}
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
+    await asyncio.gather(*tasks, return_exceptions=True)

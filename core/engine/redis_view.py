@@ -16,10 +16,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redis.asyncio.client import PubSub
+
 from core.engine.queue import LaneSnapshot, QueuedJob, QueueOrder
-from core.engine.redis_link import OUTAGE, MAX_DELAY, RedisLink
+from core.engine.redis_link import MAX_DELAY, OUTAGE, RedisLink
 
 log = logging.getLogger(__name__)
+
+IDLE_READ = 1.0  # seconds of waiting for a change notice before looking again
 
 
 @dataclass(slots=True)
@@ -51,7 +55,6 @@ class LaneMirror:
         self.on_change = on_change
         self.views: dict[str, LaneView] = {}
         self._stale: set[str] = set()
-        self._wake = asyncio.Event()
 
     def add(self, lane: str, order: QueueOrder) -> None:
         """Start mirroring ``lane``; read at the watcher's first pass."""
@@ -62,7 +65,6 @@ class LaneMirror:
         """``lane`` changed: re-read it at the next pass."""
         if lane in self.views:
             self._stale.add(lane)
-            self._wake.set()
 
     def note_size(self, lane: str, size: int) -> None:
         """A count this process's own script just returned."""
@@ -103,31 +105,25 @@ class LaneMirror:
             await pubsub.subscribe(self.channel)
             for lane in self.views:  # whatever changed while unsubscribed
                 self.mark(lane)
-            listener = asyncio.create_task(self._listen(pubsub), name="redis-queue-changes")
-            try:
-                await self._refresh_loop(listener)
-            finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *OUTAGE):
-                    await listener
+            while True:
+                if self._stale:
+                    lanes, self._stale = self._stale, set()
+                    for lane in lanes:
+                        await self.refresh(lane)
+                    await self._read(pubsub, self.interval, first_only=False)  # paces the passes
+                else:
+                    await self._read(pubsub, IDLE_READ, first_only=True)
         finally:
             with contextlib.suppress(*OUTAGE):
                 await pubsub.aclose()
 
-    async def _listen(self, pubsub: object) -> None:
-        async for message in pubsub.listen():  # type: ignore[attr-defined]
-            if message.get("type") == "message":
+    async def _read(self, pubsub: PubSub, seconds: float, *, first_only: bool) -> None:
+        """Collect lanes named on the channel for ``seconds``, or until the first (waits on the socket)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while (left := until - loop.time()) > 0:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if message is not None and message.get("type") == "message":
                 self.mark(message["data"])
-
-    async def _refresh_loop(self, listener: asyncio.Task[None]) -> None:
-        while True:
-            waiter = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({waiter, listener}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if listener.done():
-                raise listener.exception() or ConnectionError("the change feed ended")
-            self._wake.clear()
-            lanes, self._stale = self._stale, set()
-            for lane in lanes:
-                await self.refresh(lane)
-            await asyncio.sleep(self.interval)
+                if first_only:
+                    return
