@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from core.engine import redis_scripts
+from core.engine.redis_scripts import SOURCES
 from core.errors import SakaiError
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 OUTAGE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 FIRST_DELAY = 0.05  # seconds before the first retry; doubles up to MAX_DELAY
 MAX_DELAY = 2.0
-SCRIPTS = ("PUT", "CLAIM", "RELEASE", "GIVE_BACK", "EXTEND", "REMOVE", "VIEW")
 
 
 class QueueUnavailable(SakaiError):
@@ -67,7 +66,7 @@ class RedisLink:
         self.client: Redis = Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=block_seconds + 5.0,
             retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 1), health_check_interval=30)
-        self.scripts = {name: self.client.register_script(getattr(redis_scripts, name)) for name in SCRIPTS}
+        self.scripts = {name: self.client.register_script(source) for name, source in SOURCES.items()}
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any], *, patient: bool = False) -> Any:
         """Run a registered script (reloaded by redis-py if Redis restarted and forgot it)."""

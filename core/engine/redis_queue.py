@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from core.engine.queue import LaneSnapshot, QueueOrder
 from core.engine.redis_codec import dump_job, load_job
@@ -48,7 +49,7 @@ class RedisQueue:
         self._capacity: dict[str, int] = {}
         self._limit: dict[str, int] = {}
         self._held: dict[str, str] = {}  # job id -> lane, the leases this process extends
-        self._takers: set[asyncio.Task[object]] = set()
+        self._takers: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._started = self._closed = False
 
@@ -96,7 +97,8 @@ class RedisQueue:
         except QueueClosed:
             raise asyncio.CancelledError() from None
         finally:
-            self._takers.discard(me)  # type: ignore[arg-type]
+            if me is not None:
+                self._takers.discard(me)
 
     async def done(self, job: Job) -> None:
         """Release the claim on ``job``; a claim lost to an expired lease is left to its new holder."""
@@ -182,9 +184,8 @@ class RedisQueue:
         self._spawn(self._heartbeat_loop(), "redis-queue-heartbeat")
         self._spawn(self.mirror.run(), "redis-queue-mirror")
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        task.set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -198,3 +198,6 @@ while #lists > 0 do
 end
 return {size(base), redis.call('ZCARD', base .. ':leases'), out}
 """
+
+SOURCES = {"PUT": PUT, "CLAIM": CLAIM, "RELEASE": RELEASE, "GIVE_BACK": GIVE_BACK, "EXTEND": EXTEND,
+           "REMOVE": REMOVE, "VIEW": VIEW}
