@@ -20,10 +20,20 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import limits
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,6 +108,39 @@ class LoggingSettings(BaseModel):
     format: Literal["text", "json"] = Field(default="text", description="'json': one JSON object per line")
 
 
+# ----------------------------------------------------------------- [queue] (the shared queue)
+QUEUE_URL_ENV = "SAKAIBOT_QUEUE__URL"
+
+
+class QueueSettings(BaseModel):
+    """Where jobs wait: in this process (``memory``) or in Redis, shared by several processes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: SecretStr = Field(default=SecretStr("redis://127.0.0.1:6379/0"),
+                           description=f"a password belongs in ${QUEUE_URL_ENV}, never in the file")
+    key_prefix: str = Field(default="sakaibot", min_length=1, pattern=r"^[^{}\s]+$",
+                            description="namespace of every key, so several bots can share one Redis")
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                 description="a claimed job whose holder stops heartbeating goes back after this")
+    heartbeat_seconds: float = Field(default=10.0, gt=0, description="how often a holder extends its leases")
+
+    @field_validator("url")
+    @classmethod
+    def _password_from_environment(cls, url: SecretStr) -> SecretStr:
+        value = url.get_secret_value()
+        if urlsplit(value).password is not None and os.environ.get(QUEUE_URL_ENV) != value:
+            raise ValueError(f"the URL holds a password: remove it from the file and set ${QUEUE_URL_ENV} instead")
+        return url
+
+    @model_validator(mode="after")
+    def _beat_inside_lease(self) -> QueueSettings:
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be at most half of lease_seconds, or leases run out")
+        return self
+
+
 def _default_models() -> dict[str, dict[str, Any]]:
     return {"preview": {"backend": "preview"}}
 
@@ -116,6 +159,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     models: dict[str, dict[str, Any]] = Field(default_factory=_default_models)
     platforms: dict[str, dict[str, Any]] = Field(default_factory=_default_platforms)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -107,8 +107,8 @@ class InMemoryQueue:
         self._waiters: dict[str, deque[asyncio.Future[Job]]] = {}
         self._index: dict[str, Job] = {}
 
-    def add_lane(self, name: str, order: QueueOrder, capacity: int) -> None:
-        """Create the lane for one model."""
+    def add_lane(self, name: str, order: QueueOrder, capacity: int, concurrency: int | None = None) -> None:
+        """Create the lane for one model; ``concurrency`` is the scheduler's worker count here, not ours."""
         self._lanes[name] = FairLane() if order is QueueOrder.FAIR else FifoLane()
         self._orders[name] = order
         self._capacity[name] = capacity

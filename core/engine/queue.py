@@ -55,8 +55,12 @@ class LaneLoad:
 class JobQueue(Protocol):
     """Where queued jobs wait for a worker of their model's lane."""
 
-    def add_lane(self, name: str, order: QueueOrder, capacity: int) -> None:
-        """Create the lane for one model, holding at most ``capacity`` waiting jobs."""
+    def add_lane(self, name: str, order: QueueOrder, capacity: int, concurrency: int | None = None) -> None:
+        """Create the lane for one model, holding at most ``capacity`` waiting jobs.
+
+        ``concurrency`` caps the lane's claimed jobs across every process sharing the queue (``None``:
+        no cap beyond the workers). A queue of one process may ignore it: its worker count is the cap.
+        """
 
     async def put(self, job: Job, *, force: bool = False) -> None:
         """Add a job to its lane (``job.model``); raise ``QueueFull`` at the cap unless ``force`` (restores)."""
