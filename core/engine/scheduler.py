@@ -86,6 +86,7 @@ class LaneScheduler:
             self.mark_dirty(lane)
             if isinstance(job.error, JobCancelled) or job.id not in self.jobs:
                 await self.events.finish(job, JobState.CANCELLED, job.error)
+                await self.queue.done(job)  # a shared queue holds a lease on it until released
                 continue
             await self._run(me, job)
             if loop.time() - yielded > YIELD_EVERY:  # a lane of instant jobs must not starve the loop
