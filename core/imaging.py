@@ -8,6 +8,8 @@ bytes through ``checked_image``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,16 @@ SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"GIF89a", 0, "image/gif"),
 )
 MAX_PIXELS = 64_000_000
+
+
+def decode_base64(value: str) -> bytes:
+    """Image bytes from base64 (a ``data:`` URL too), or ``InvalidImage``: backends answer with either."""
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImage(detail=f"bad base64 image: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import uuid
@@ -29,7 +27,7 @@ from core import (
     sizes_for_area,
 )
 from core.http import send
-from core.imaging import checked_image, sniff
+from core.imaging import checked_image, decode_base64, sniff
 from plugins.automatic1111.errors import map_error, parse_body
 from plugins.automatic1111.settings import Automatic1111Settings
 from plugins.automatic1111.tracking import JobTracker, Mode
@@ -174,9 +172,9 @@ class Automatic1111Model(ImageModel):
             raise InvalidImage("The image server answered without a picture.", detail=response.text[:300])
         info = _info(body.get("info"))
         seed = info.get("seed", request.seed)
-        return await checked_image(_decode(images[0]), model=self.name, seed=seed if isinstance(seed, int) else None,
-                                   backend="automatic1111", checkpoint=info.get("sd_model_name"),
-                                   sampler=info.get("sampler_name"))
+        return await checked_image(decode_base64(images[0]), model=self.name,
+                                   seed=seed if isinstance(seed, int) else None, backend="automatic1111",
+                                   checkpoint=info.get("sd_model_name"), sampler=info.get("sampler_name"))
 
     async def check(self) -> CheckResult:
         """List the server's checkpoints: proves the address, the login and the configured checkpoint."""
@@ -215,21 +213,13 @@ async def _stopped(task: asyncio.Task[None]) -> None:
         log.warning("the progress poller failed", exc_info=task.exception())
 
 
-def _decode(value: str) -> bytes:
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidImage(detail=f"bad base64 image: {exc}") from exc
-
 
 def _preview(value: str | None) -> bytes | None:
     """The live preview's bytes, or ``None`` when absent or not an image."""
     if not value:
         return None
     try:
-        data = _decode(value)
+        data = decode_base64(value)
     except BackendError:
         return None
     return data if sniff(data) else None

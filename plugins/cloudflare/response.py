@@ -5,15 +5,13 @@ The Content-Type decides how to parse (JSON envelope or raw bytes); the bytes de
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
 import httpx
 
 from core import Image, InvalidImage
-from core.imaging import checked_image
+from core.imaging import checked_image, decode_base64
 from plugins.cloudflare.errors import map_error
 
 
@@ -49,7 +47,7 @@ def _from_envelope(response: httpx.Response, envelope: dict[str, Any]) -> bytes:
     if failed or image is None:
         raise map_error(response.status_code, errors, response.headers,
                         response.text[:2000] if image is None and not errors else "")
-    return _decode(image)
+    return decode_base64(image)
 
 
 def _image_field(envelope: dict[str, Any]) -> str | None:
@@ -60,11 +58,3 @@ def _image_field(envelope: dict[str, Any]) -> str | None:
             return value
     return None
 
-
-def _decode(value: str) -> bytes:
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidImage(detail=f"bad base64 image: {exc}") from exc

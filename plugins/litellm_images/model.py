@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
@@ -22,7 +20,7 @@ from core import (
 )
 from core.config import from_environment
 from core.http import send
-from core.imaging import checked_image
+from core.imaging import checked_image, decode_base64
 from plugins.litellm_images.errors import map_litellm_error
 from plugins.litellm_loader import load_litellm
 
@@ -95,10 +93,7 @@ class LiteLLMImageModel(ImageModel):
 
     async def _bytes(self, item: Any) -> bytes:
         if item is not None and getattr(item, "b64_json", None):
-            try:
-                return base64.b64decode(item.b64_json, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidImage(detail=f"bad base64 image: {exc}") from exc
+            return decode_base64(item.b64_json)
         if item is not None and getattr(item, "url", None):
             response = await send(self.engine.http, "GET", item.url, service=SERVICE, timeout=60)
             if response.status_code >= 400:
