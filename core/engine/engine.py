@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from core.config import Settings, load_settings
 from core.engine.admission import Admission
+from core.engine.cancelling import Canceller
 from core.engine.continuity import Continuity
 from core.engine.events import EventPath
 from core.engine.handle import JobHandle
@@ -31,11 +32,9 @@ from core.engine.scheduler import LaneScheduler
 from core.errors import (
     ConfigError,
     JobCancelled,
-    JobNotFound,
     QueueFull,
     ServiceStopping,
     StoreError,
-    UserError,
 )
 from core.hooks.assembly import assemble
 from core.hooks.call import lifecycle
@@ -95,6 +94,7 @@ class Engine:
                                 lambda delay: self.sleep(delay))
         self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
                                        self.health.writable)
+        self.canceller = Canceller(self.table, self.queue, self.scheduler, self.events, self.admission.is_admin)
         self.continuity = (Continuity(self.store, self.table, self.events, list(self.models), self.requeue,
                                       self.render_error) if self.store else None)
         self._inflight: dict[str, int] = dict.fromkeys(self.models, 0)
@@ -338,40 +338,11 @@ class Engine:
     # ----------------------------------------------------------------- cancel and look up
     def find_job(self, job_id: str | None, by: Requester) -> Job:
         """A live job by id or unique id prefix; without an id, the caller's newest job."""
-        mine = self.table.of_user(f"{by.platform}:{by.user_id}")
-        candidates = list(self.table.live.values()) if self.is_admin(by) else mine
-        visible = [j for j in candidates if not isinstance(j.error, JobCancelled)]
-        if job_id:
-            key = job_id.strip().lower()
-            visible = [j for j in visible if j.id.startswith(key)]
-        if not visible:
-            raise JobNotFound("No such job of yours is waiting or running." if job_id else
-                              "You have no job waiting or running.")
-        if job_id and len(visible) > 1:
-            raise JobNotFound(f"'{job_id}' matches several jobs; give more of the id.")
-        return max(visible, key=lambda j: j.created_at)
+        return self.canceller.find(job_id, by)
 
     async def cancel(self, job_id: str | None, by: Requester) -> Job:
         """Cancel a waiting or running job of ``by`` (any job, for an admin); returns once it has ended."""
-        job = self.find_job(job_id, by)
-        if self.events.finishing(job):
-            raise UserError(f"Job {job.id} has already finished.")
-        mine = job.request.requester.user_id == by.user_id
-        error = JobCancelled("Cancelled." if mine else "Cancelled by an admin.")
-        if await self.queue.remove(job.id) is not None:
-            self.scheduler.mark_dirty(job.model)
-            await self.events.finish(job, JobState.CANCELLED, error)
-            return job
-        task = self.scheduler.running.get(job.id)
-        if task is None:  # handed to a worker that has not started it yet: it will skip the job
-            await self.events.finish(job, JobState.CANCELLED, error)
-            return job
-        handle = self.table.handle(job.id)
-        job.error = error
-        task.cancel()
-        if handle is not None:
-            await handle.wait()
-        return job
+        return await self.canceller.cancel(job_id, by)
 
     def lane_loads(self) -> list[LaneLoad]:
         """Every lane's waiting and running counts, in O(lanes + running jobs)."""
