@@ -132,7 +132,8 @@ class Previews:
     def __init__(self, target: ShowsPreview, interval: float, *, budget: ChatBudget | None, key: str,
                  clock: Clock, hold: Hold) -> None:
         self.target, self.shown = target, False
-        self.pacer = PacedStatus(self._apply, interval, budget=budget, key=key, clock=clock, hold=hold)
+        self.pacer = PacedStatus(self._apply, interval, budget=budget, key=key, clock=clock, hold=hold,
+                                 background=True)
 
     async def _apply(self, text: str, image: bytes) -> bool:
         still = await self.target.preview(image, text)

@@ -101,13 +101,14 @@ class PacedStatus:
 
     ``apply`` may raise ``RetryAfter``: the latest wanted text is then shown once the wait is over.
     With a ``budget``, an edit goes only while half of the chat's budget stays free for sends.
-    Pacers given the same ``hold`` all wait when any of them is told to wait.
+    Pacers given the same ``hold`` all wait when any of them is told to wait. With ``background``,
+    ``show`` never waits for the edit itself (a slow upload must not hold up the job's other events).
     """
 
     def __init__(self, apply: Apply, interval: float, *, budget: ChatBudget | None = None, key: str = "",
-                 clock: Clock = REAL_CLOCK, hold: Hold | None = None) -> None:
+                 clock: Clock = REAL_CLOCK, hold: Hold | None = None, background: bool = False) -> None:
         self._edit, self.interval, self.budget, self.key, self.clock = apply, interval, budget, key, clock
-        self.hold = hold or Hold()
+        self.hold, self.background = hold or Hold(), background
         self._shown: tuple[str, Any] | None = None
         self._wanted: tuple[str, Any] | None = None
         self._last = float("-inf")
@@ -130,7 +131,7 @@ class PacedStatus:
             return
         self._wanted = (text, extra)
         due = self._due(now)
-        if due <= 0 and not self._lock.locked():
+        if due <= 0 and not self._lock.locked() and not self.background:
             await self._apply()
         else:
             self._schedule(max(due, 0.0))
@@ -163,6 +164,7 @@ class PacedStatus:
                 self.hold.until = max(self.hold.until, self.clock.now() + wait.seconds)
                 self._hold(wanted, wait.seconds)
                 return
+            self._last = self.clock.now()  # counted from when it landed: a slow upload is not followed at once
             self._shown = wanted
             self.gone = self.gone or not still  # ``stop`` may have ended it meanwhile
 
