@@ -13,6 +13,7 @@ import asyncio
 import io
 import random
 from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
 from typing import Any
 
 import discord
@@ -21,8 +22,17 @@ from PIL import Image as PILImage
 from telethon import types
 from telethon.tl import functions
 
-from core import BackendType, Capabilities, GenerationRequest, Image, ImageModel, ModelSettings, Progress
-from core import hookimpl, sizes_for_area
+from core import (
+    BackendType,
+    Capabilities,
+    GenerationRequest,
+    Image,
+    ImageModel,
+    ModelSettings,
+    Progress,
+    hookimpl,
+    sizes_for_area,
+)
 from core.chat.commands import ImageCommand
 from core.chat.conversation import Buttons, Conversation
 from core.chat.pacing import Clock, RetryAfter
@@ -179,7 +189,7 @@ async def test_previews_are_paced_one_at_a_time_and_the_final_image_replaces_the
     await _converse(target, clock, interval=2.0, steps=100)  # 10 s of previews every 100 ms
     shown = [at for _, _, at in target.of("preview")]
     assert 3 <= len(shown) <= 25  # a few, not 100 (the spacing below is the pacing)
-    assert all(b - a >= 2.0 - 0.05 for a, b in zip(shown, shown[1:], strict=False))
+    assert all(b - a >= 2.0 - 0.05 for a, b in pairwise(shown))
     assert target.most_in_flight == 1
     kinds = [what for what, _, _ in target.events if what != "status"]
     assert kinds[-2:] == ["image", "cleared"] and "preview" not in kinds[kinds.index("image"):]
@@ -202,6 +212,25 @@ async def test_the_newest_preview_wins_and_older_ones_are_never_shown_after_it()
     steps = [PILImage.open(io.BytesIO(image)).getpixel((0, 0))[0] for _, image, _ in target.of("preview")]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)  # always newer, never an older one
     assert steps[0] == 0 and steps[1] > 5  # the ones that came while the first was in flight were skipped
+
+
+async def test_a_preview_in_flight_when_the_image_is_ready_lands_before_it_and_none_follows():
+    clock = ScaledClock(100)
+    target = Previewer(clock)
+    target.gate = asyncio.Event()
+    engine = await _engine(clock, steps=5)
+    conversation = Conversation(engine, "test", interval=0, clock=clock, preview_interval=0.1)
+    await conversation.start(ImageCommand("a cat", None, GenerationOptions()),
+                             Requester(platform="test", user_id="1", chat_id="1"), target)
+    await _until(lambda: target.in_flight == 1)
+    await clock.sleep(2.0)  # the model has finished meanwhile; its image waits for the preview in flight
+    assert target.of("image") == []
+    target.gate.set()
+    await _until(lambda: bool(target.of("cleared")))
+    await conversation.close()
+    await engine.stop(grace=0.5)
+    kinds = [what for what, _, _ in target.events if what != "status"]
+    assert kinds == ["preview", "image", "cleared"]
 
 
 async def test_a_platform_wait_holds_previews_and_then_only_the_newest_goes():
@@ -291,7 +320,7 @@ async def test_telegram_previews_are_one_photo_whose_media_is_replaced_then_the_
     assert not [r for r in tg.sender.requests[last_result:] if isinstance(r, Edit) and r.media is not None]
     assert tg.sender.ignored_waits == []
     times = _media_edit_times(tg)
-    assert all(b - a >= 5.0 - 0.1 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 5.0 - 0.1 for a, b in pairwise(times))
 
 
 async def test_telegram_media_flood_waits_hold_previews_and_are_never_ignored():
@@ -305,7 +334,7 @@ async def test_telegram_media_flood_waits_hold_previews_and_are_never_ignored():
     await engine.stop(grace=0.5)
     assert tg.sender.ignored_waits == []  # nothing was sent to a message while Telegram said wait
     times = _media_edit_times(tg)
-    assert len(times) >= 3 and all(b - a >= 4.0 - 0.1 for a, b in zip(times, times[1:], strict=False))
+    assert len(times) >= 3 and all(b - a >= 4.0 - 0.1 for a, b in pairwise(times))
 
 
 async def test_telegram_group_previews_stay_inside_the_groups_minute():
