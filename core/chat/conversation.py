@@ -4,8 +4,13 @@ An adapter parses a platform event into a command, a requester and a reply targe
 here. The conversation submits the command, shows the job's status through the target (paced),
 follows the job's events, delivers the result once (``begin_delivery`` → ``deliver`` →
 ``delivered``), shows failures, and picks the same work up again after a restart. Adapters only
-implement ``ReplyTarget``; optional capabilities (``Finishes``, ``ChatPaced``) are checked with
-``isinstance`` at run time, with a plain fallback when a platform lacks them.
+implement ``ReplyTarget``; optional capabilities (``Finishes``, ``ChatPaced``, ``ShowsPreview``) are
+checked with ``isinstance`` at run time, with a plain fallback when a platform lacks them.
+
+Previews (progress events that carry an image) go to a target that ``ShowsPreview`` through their
+own pacer: one in flight, the newest wins, no more often than ``preview_interval``, inside the
+chat's budget, held by the same platform waits as the status; none is shown once the job has
+ended, and the preview is cleared after the final image (or the failure) is shown.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from core.chat.commands import Command, ImageCommand
 from core.chat.followers import Followers
 from core.chat.messages import elapsed, status_text
-from core.chat.pacing import REAL_CLOCK, ChatBudget, Clock, PacedStatus, RetryAfter
+from core.chat.pacing import REAL_CLOCK, ChatBudget, Clock, Hold, PacedStatus, RetryAfter
 from core.chat.service import ChatService, JobReply, Reply, TextReply
 from core.engine.handle import JobHandle
 from core.errors import SakaiError
@@ -104,11 +109,67 @@ class ChatPaced(Protocol):
     chat_key: str
 
 
-class Conversation:
-    """Drives reply targets for one platform; ``interval`` paces edits of one status message."""
+@runtime_checkable
+class ShowsPreview(Protocol):
+    """Optional: the target can show a preview image of the job being generated."""
 
-    def __init__(self, engine: Engine, platform: str, *, interval: float, clock: Clock = REAL_CLOCK) -> None:
+    async def preview(self, image: bytes, text: str) -> bool:
+        """Show ``image`` (the newest preview) with the status ``text``; ``False`` once previews cannot go here.
+
+        Raise ``RetryAfter`` when the platform asks to wait: only the newest preview is shown after it.
+        """
+
+    async def clear_preview(self) -> None:
+        """The job has ended: take the preview away (the final image or the failure replaces it).
+
+        Raise ``RetryAfter`` when the platform asks to wait: it is called again after the wait.
+        """
+
+
+class Previews:
+    """One job's previews: paced like a status (newest wins, one in flight), and none after ``end``."""
+
+    def __init__(self, target: ShowsPreview, interval: float, *, budget: ChatBudget | None, key: str,
+                 clock: Clock, hold: Hold) -> None:
+        self.target, self.shown = target, False
+        self.pacer = PacedStatus(self._apply, interval, budget=budget, key=key, clock=clock, hold=hold,
+                                 background=True)
+
+    async def _apply(self, text: str, image: bytes) -> bool:
+        still = await self.target.preview(image, text)
+        self.shown = True
+        return still
+
+    async def show(self, text: str, image: bytes) -> None:
+        """Show this preview when the pacing allows (a newer one replaces it while it waits)."""
+        await self.pacer.show(text, image)
+
+    async def end(self) -> None:
+        """No preview from now on; one being sent has landed when this returns."""
+        await self.pacer.stop()
+
+
+@dataclass(slots=True)
+class Pacers:
+    """What paces one job's messages: its status, and its previews where the target shows them."""
+
+    status: PacedStatus
+    previews: Previews | None = None
+
+    async def close(self) -> None:
+        """The conversation stops following: nothing more is edited."""
+        await self.status.close()
+        if self.previews is not None:
+            await self.previews.end()
+
+
+class Conversation:
+    """Drives reply targets for one platform; ``interval`` paces status edits, ``preview_interval`` previews."""
+
+    def __init__(self, engine: Engine, platform: str, *, interval: float, clock: Clock = REAL_CLOCK,
+                 preview_interval: float = 5.0) -> None:
         self.engine, self.platform, self.interval, self.clock = engine, platform, interval, clock
+        self.preview_interval = preview_interval
         self.chat = ChatService(engine)
         self.followers = Followers(platform)
         self._waiting: set[asyncio.Task[None]] = set()
@@ -189,9 +250,14 @@ class Conversation:
         await self.followers.close()
 
     # ------------------------------------------------------------------ one job
-    def _pacer(self, target: ReplyTarget) -> PacedStatus:
+    def _pacer(self, target: ReplyTarget) -> Pacers:
         budget, key = (target.budget, target.chat_key) if isinstance(target, ChatPaced) else (None, "")
-        return PacedStatus(target.show, self.interval, budget=budget, key=key, clock=self.clock)
+        hold = Hold()
+        status = PacedStatus(target.show, self.interval, budget=budget, key=key, clock=self.clock, hold=hold)
+        if not isinstance(target, ShowsPreview):
+            return Pacers(status)
+        return Pacers(status, Previews(target, self.preview_interval, budget=budget, key=key, clock=self.clock,
+                                       hold=hold))
 
     async def run(self, handle: JobHandle, target: ReplyTarget) -> None:
         """Follow one job to its end through ``target``."""
@@ -199,31 +265,56 @@ class Conversation:
 
     async def _follow_now(self, handle: JobHandle, target: ReplyTarget) -> None:
         """The admitted status in the caller's task (not behind every other task), the rest in the background."""
-        status = self._pacer(target)
+        pacers = self._pacer(target)
         events = handle.events()
         first = await anext(events)  # submit has published it already: no wait
-        await self._on(first, status, target)
+        await self._on(first, pacers, target)
         if first.kind.final:
-            await status.close()
+            await pacers.close()
             return
-        self.followers.start(self._rest(events, status, target), handle)
+        self.followers.start(self._rest(events, pacers, target), handle)
 
-    async def _rest(self, events: AsyncIterator[JobEvent], status: PacedStatus, target: ReplyTarget) -> None:
+    async def _rest(self, events: AsyncIterator[JobEvent], pacers: Pacers, target: ReplyTarget) -> None:
         try:
             async for event in events:
-                await self._on(event, status, target)
+                await self._on(event, pacers, target)
         finally:
-            await status.close()
+            await pacers.close()
 
-    async def _on(self, event: JobEvent, status: PacedStatus, target: ReplyTarget) -> None:
+    async def _on(self, event: JobEvent, pacers: Pacers, target: ReplyTarget) -> None:
+        status = pacers.status
         if event.kind is EventKind.DONE:
             await status.close()
+            await self._end_previews(pacers)
             await self.deliver(event.job, status, target)
+            await self._clear_preview(pacers, target)
         elif event.kind.final:
+            await self._end_previews(pacers)
             await status.show(status_text(event), NONE, now=True)
             await status.drain()
+            await self._clear_preview(pacers, target)
         else:
             await status.show(status_text(event), Buttons.live(event.job.id))
+            if event.preview is not None and pacers.previews is not None:
+                await pacers.previews.show(status_text(event), event.preview)
+
+    @staticmethod
+    async def _end_previews(pacers: Pacers) -> None:
+        if pacers.previews is not None:
+            await pacers.previews.end()
+
+    async def _clear_preview(self, pacers: Pacers, target: ReplyTarget) -> None:
+        """After the final image (or the failure) is shown: the preview goes, through the platform's waits."""
+        if pacers.previews is None or not pacers.previews.shown or not isinstance(target, ShowsPreview):
+            return
+        pacers.previews.shown = False
+        for _ in range(MAX_WAITS):
+            try:
+                await target.clear_preview()
+                return
+            except RetryAfter as wait:
+                await self.clock.sleep(wait.seconds)
+        log.warning("gave up removing a preview on %s after repeated waits", self.platform)
 
     async def deliver(self, job: Job, status: PacedStatus, target: ReplyTarget) -> None:
         """Send the result once: recorded as delivering before, delivered after."""

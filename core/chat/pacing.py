@@ -89,20 +89,29 @@ class ChatBudget:
             sent.append(until)
 
 
+class Hold:
+    """A platform wait shared by the pacers of one job: a refused status edit holds its previews too."""
+
+    def __init__(self) -> None:
+        self.until = float("-inf")
+
+
 class PacedStatus:
     """Throttled edits of one message through ``apply`` (the platform's edit, returning "still editable").
 
     ``apply`` may raise ``RetryAfter``: the latest wanted text is then shown once the wait is over.
     With a ``budget``, an edit goes only while half of the chat's budget stays free for sends.
+    Pacers given the same ``hold`` all wait when any of them is told to wait. With ``background``,
+    ``show`` never waits for the edit itself (a slow upload must not hold up the job's other events).
     """
 
     def __init__(self, apply: Apply, interval: float, *, budget: ChatBudget | None = None, key: str = "",
-                 clock: Clock = REAL_CLOCK) -> None:
+                 clock: Clock = REAL_CLOCK, hold: Hold | None = None, background: bool = False) -> None:
         self._edit, self.interval, self.budget, self.key, self.clock = apply, interval, budget, key, clock
+        self.hold, self.background = hold or Hold(), background
         self._shown: tuple[str, Any] | None = None
         self._wanted: tuple[str, Any] | None = None
         self._last = float("-inf")
-        self._held_until = float("-inf")
         self._flush: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.gone = False
@@ -110,7 +119,7 @@ class PacedStatus:
     def _due(self, now_wanted: bool) -> float:
         """Seconds until the next edit may go."""
         now = self.clock.now()
-        due = max(self._held_until, now if now_wanted else self._last + self.interval) - now
+        due = max(self.hold.until, now if now_wanted else self._last + self.interval) - now
         if due <= 0 and self.budget is not None:
             due = self.budget.wait(self.key, keep=self.budget.limit // 2)
         return max(0.0, due)
@@ -122,7 +131,7 @@ class PacedStatus:
             return
         self._wanted = (text, extra)
         due = self._due(now)
-        if due <= 0 and not self._lock.locked():
+        if due <= 0 and not self._lock.locked() and not self.background:
             await self._apply()
         else:
             self._schedule(max(due, 0.0))
@@ -152,11 +161,12 @@ class PacedStatus:
             try:
                 still = await self._edit(*wanted)
             except RetryAfter as wait:
-                self._held_until = self.clock.now() + wait.seconds
+                self.hold.until = max(self.hold.until, self.clock.now() + wait.seconds)
                 self._hold(wanted, wait.seconds)
                 return
+            self._last = self.clock.now()  # counted from when it landed: a slow upload is not followed at once
             self._shown = wanted
-            self.gone = not still
+            self.gone = self.gone or not still  # ``stop`` may have ended it meanwhile
 
     def _hold(self, wanted: tuple[str, Any], wait: float) -> None:
         """Keep ``wanted`` unless something newer came meanwhile, and try again after ``wait``."""
@@ -186,3 +196,10 @@ class PacedStatus:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+
+    async def stop(self) -> None:
+        """No edit from now on, and none still in flight when this returns (nothing lands after the end)."""
+        self.gone, self._wanted = True, None
+        async with self._lock:  # an edit being sent finishes first; it is never cut off half-way
+            pass
+        await self.close()

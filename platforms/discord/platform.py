@@ -19,6 +19,7 @@ from core import Engine, Job, Platform, Requester, SakaiError
 from core.chat import ChatService, TextReply
 from core.chat.commands import CancelCommand, ImageCommand, image_command
 from core.chat.conversation import Conversation
+from core.chat.pacing import REAL_CLOCK, Clock
 from core.errors import InvalidCommand
 from core.types import MAX_SEED, GenerationOptions, ImageRequest
 from platforms.discord.access import Access
@@ -45,8 +46,9 @@ class DiscordPlatform(Platform):
 
     name = "discord"
 
-    def __init__(self, settings: DiscordSettings, **client_options: Any) -> None:
+    def __init__(self, settings: DiscordSettings, *, clock: Clock = REAL_CLOCK, **client_options: Any) -> None:
         self.settings = settings
+        self.clock = clock
         self.access = Access(settings)
         self.client = SakaiClient(self, **client_options)
         self._runner: asyncio.Task[None] | None = None
@@ -59,7 +61,8 @@ class DiscordPlatform(Platform):
         """Log in, sync commands (not on every reconnect), connect, wait until ready, resume."""
         self.engine = engine
         self.chat = ChatService(engine)
-        self.conversation = Conversation(engine, self.name, interval=self.settings.edit_interval)
+        self.conversation = Conversation(engine, self.name, interval=self.settings.edit_interval, clock=self.clock,
+                                         preview_interval=self.settings.preview_interval)
         self._point_at_endpoints()
         assert self.settings.token is not None
         await self.client.login(self.settings.token.get_secret_value())

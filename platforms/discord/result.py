@@ -7,8 +7,9 @@ import io
 from dataclasses import dataclass
 
 import discord
+from PIL import Image as PILImage
 
-from core import Job
+from core import Image, Job
 from core.chat.messages import elapsed
 from platforms.discord.files import fit
 from platforms.discord.views import job_view
@@ -48,3 +49,12 @@ def result_embed(job: Job, filename: str) -> discord.Embed:
     embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(text=f"job {job.id}")
     return embed
+
+
+def preview_file(data: bytes, limit: int) -> discord.File:
+    """A preview as an attachment under the upload limit (Discord refuses a bigger one with 413)."""
+    with PILImage.open(io.BytesIO(data)) as picture:
+        kind, size = (picture.format or "PNG").lower(), picture.size
+    image = Image(data, f"image/{kind}", size[0], size[1])
+    fitted, extension = fit(image, limit)
+    return discord.File(io.BytesIO(fitted), filename=f"preview.{extension}")

@@ -23,6 +23,7 @@ class DiscordSettings(PlatformSettings):
     admin_roles: list[int] = Field(default_factory=list, description="role ids")
     nsfw_models: list[str] = Field(default_factory=list, description="models allowed only in age-restricted channels")
     edit_interval: float = Field(default=1.5, ge=0, le=60)
+    preview_interval: float = Field(default=2.0, ge=0.5, le=600, description="seconds between previews of one job")
     api_base: str | None = Field(default=None, description="REST base, e.g. a rate-limit proxy")
     gateway: str | None = Field(default=None, description="gateway URL override")
 

@@ -1,6 +1,8 @@
 """Where one Discord job is answered: the deferred response, its follow-up, or the channel.
 
-Implements ``core.chat.conversation.ReplyTarget`` (with ``Prepares``). The interaction token is
+Implements ``core.chat.conversation.ReplyTarget`` (with ``Prepares`` and ``ShowsPreview``: the
+deferred response is edited with the preview attached, and the attachment is removed once the
+result has been sent, so only the result's image stays). The interaction token is
 kept in the job's delivery target so that after a restart the original response is still finished
 while the token is valid (15 minutes from the interaction); after that the image is posted in the
 channel with a nonce Discord deduplicates (``enforce_nonce``), or sent by DM when it was private,
@@ -20,7 +22,7 @@ import discord
 from core import Job
 from core.chat.conversation import Buttons, DeliveryRefused
 from core.chat.pacing import RetryAfter
-from platforms.discord.result import Result
+from platforms.discord.result import Result, preview_file
 from platforms.discord.sealing import seal, unseal
 from platforms.discord.views import job_view
 
@@ -82,6 +84,7 @@ class DiscordTarget:
         self.channel_id, self.user_id, self.private = channel_id, user_id, private
         self.expires_at = discord.utils.snowflake_time(interaction_id) + TOKEN_LIFE
         self.upload_limit = upload_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        self.previewing = False
 
     @classmethod
     def live(cls, interaction: discord.Interaction, private: bool) -> DiscordTarget:
@@ -140,6 +143,49 @@ class DiscordTarget:
         except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
             log.info("status edit dropped: %s", exc)
             return False
+
+    async def preview(self, image: bytes, text: str) -> bool:
+        """The deferred response with the preview attached (replacing the last); ``False`` once it is gone."""
+        if not self._token_alive() or self.message_id is None:
+            return False
+        try:
+            file = await asyncio.to_thread(preview_file, image, self.upload_limit)
+        except OSError as exc:  # not an image Pillow knows: this preview is skipped
+            log.info("preview skipped: %s", exc)
+            return True
+        await ACKS.quiet()
+        try:
+            await self.webhook.edit_message(self.message_id, content=text[:2000], attachments=[file])
+            self.previewing = True
+            return True
+        except discord.RateLimited as exc:
+            raise RetryAfter(exc.retry_after) from exc
+        except discord.NotFound:
+            return False
+        except discord.HTTPException as exc:
+            log.warning("preview failed: %s", exc)
+            return True
+        except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
+            log.info("preview dropped: %s", exc)
+            return False
+
+    async def clear_preview(self) -> None:
+        """The result is there: the preview attachment goes from the old response."""
+        if not self.previewing or self.message_id is None:
+            return
+        try:
+            if self._token_alive():
+                await self.webhook.edit_message(self.message_id, attachments=[])
+            elif not self.private:  # the bot may edit its own public message without the token
+                channel = self.client.get_partial_messageable(self.channel_id)
+                await channel.get_partial_message(self.message_id).edit(attachments=[])
+            self.previewing = False
+        except discord.RateLimited as exc:
+            raise RetryAfter(exc.retry_after) from exc
+        except discord.HTTPException as exc:
+            log.info("preview %s not removed: %s", self.message_id, exc)
+        except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
+            log.info("preview %s not removed: %s", self.message_id, exc)
 
     async def deliver(self, job: Job) -> None:
         """A follow-up while the token lives; else a DM (private) or a deduplicated channel post."""

@@ -48,7 +48,8 @@ class TelegramPlatform(Platform):
     async def start(self, engine: Engine) -> None:
         """Log in (unless a client was injected), learn our username, register handlers, resume."""
         self.engine = engine
-        self.conversation = Conversation(engine, self.name, interval=self.settings.edit_interval, clock=self.clock)
+        self.conversation = Conversation(engine, self.name, interval=self.settings.edit_interval, clock=self.clock,
+                                         preview_interval=self.settings.preview_interval)
         if self.client is None:
             self.client = await self._connect()
         self.outbox = Outbox(self.client, self.userbot, self.settings.send_as_file, self.budget)

@@ -28,6 +28,8 @@ class TelegramSettings(PlatformSettings):
     allowed_chats: list[int] = Field(default_factory=list, description="chat ids as Telegram marks them: groups < 0")
     admins: list[int] = Field(default_factory=list, description="may cancel any job; skip caps and rate limits")
     edit_interval: float = Field(default=2.5, ge=0, le=60, description="seconds between edits of one status message")
+    preview_interval: float = Field(default=5.0, ge=1, le=600,
+                                    description="seconds between preview photos of one job (shared group budget)")
     flood_sleep_threshold: int = Field(default=5, ge=0, le=60, description="Telethon sleeps through shorter waits")
     max_flood_wait: float = Field(default=30.0, ge=0, le=600, description="longer waits skip a status edit")
     group_messages_per_minute: int = Field(default=20, ge=1, le=60,

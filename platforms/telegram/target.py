@@ -1,17 +1,26 @@
 """Where one Telegram job is answered: its status message, its image, its refusals.
 
-Implements ``core.chat.conversation.ReplyTarget`` (with ``Prepares``, ``Finishes`` and
-``ChatPaced``): Telegram's errors become the conversation's signals here. A flood wait becomes
+Implements ``core.chat.conversation.ReplyTarget`` (with ``Prepares``, ``Finishes``, ``ChatPaced``
+and ``ShowsPreview``): Telegram's errors become the conversation's signals here. A flood wait becomes
 ``RetryAfter`` (the conversation waits, keeping the image or the command), a message that can no
 longer be edited ends the editing, and texts go out without a parse mode, as typed.
+
+Previews: a text message cannot be edited into a photo, so the first preview is sent as a photo
+replying to the command (the status message keeps its text and its Cancel button) and later
+previews replace that photo's media and caption. Once the image is delivered, or the job ends
+otherwise, the preview message is deleted: the result arrives as a new message, which notifies
+the user (an edit would not) and keeps one delivery path for photos and files.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image as PILImage
 from telethon import TelegramClient, errors
 
 from core import Job
@@ -19,7 +28,7 @@ from core.chat.conversation import NONE, Buttons, DeliveryRefused
 from core.chat.messages import truncate_utf16
 from core.chat.pacing import ChatBudget, RetryAfter
 from platforms.telegram import buttons as keyboards
-from platforms.telegram.delivery import MESSAGE_LIMIT, WAITS, send_image
+from platforms.telegram.delivery import CAPTION_LIMIT, MESSAGE_LIMIT, PHOTO_ERRORS, WAITS, send_image
 
 log = logging.getLogger(__name__)
 GONE = (errors.MessageIdInvalidError, errors.MessageEditTimeExpiredError, errors.ChatWriteForbiddenError,
@@ -44,6 +53,7 @@ class TelegramTarget:
         self.outbox, self.chat, self.reply_to, self.owner, self.status = outbox, chat, reply_to, owner, status
         self.chat_key = str(chat)
         self.budget: ChatBudget | None = outbox.budget if chat < 0 else None  # groups: about 20 a minute
+        self.preview_message: Any = None
 
     # ------------------------------------------------------------------ the conversation's calls
     async def prepare(self) -> dict[str, str]:
@@ -110,6 +120,48 @@ class TelegramTarget:
         except errors.RPCError as exc:
             log.info("status message not deleted: %s", exc)
 
+    async def preview(self, image: bytes, text: str) -> bool:
+        """The preview photo: sent as a reply the first time, its media replaced after; ``False`` once gone."""
+        try:
+            photo = await asyncio.to_thread(preview_photo, image)
+        except OSError as exc:  # not an image Pillow knows: this preview is skipped
+            log.info("preview skipped: %s", exc)
+            return True
+        caption = truncate_utf16(text, CAPTION_LIMIT)
+        try:
+            if self.preview_message is None:
+                self.preview_message = await self.outbox.client.send_file(
+                    self.chat, photo, caption=caption, reply_to=self.reply_to, parse_mode=None)
+            else:
+                await self.preview_message.edit(caption, file=photo, parse_mode=None)
+        except errors.MessageNotModifiedError:
+            pass
+        except WAITS as exc:
+            self._refused(exc.seconds)
+            raise RetryAfter(exc.seconds) from exc
+        except GONE as exc:
+            log.info("preview in chat %s is gone: %s", self.chat, type(exc).__name__)
+            return False
+        except PHOTO_ERRORS as exc:
+            log.info("preview refused as a photo (%s); previews stop", type(exc).__name__)
+            return False
+        except errors.RPCError as exc:
+            log.warning("preview failed: %s", exc)
+        return True
+
+    async def clear_preview(self) -> None:
+        """The result (or the failure) is shown: the preview photo goes."""
+        message, self.preview_message = self.preview_message, None
+        if message is None:
+            return
+        try:
+            await message.delete()
+        except WAITS as exc:
+            self.preview_message = message
+            raise RetryAfter(exc.seconds) from exc
+        except errors.RPCError as exc:
+            log.info("preview message not deleted: %s", exc)
+
     # ------------------------------------------------------------------ helpers
     async def _send(self, text: str, markup: Any) -> Any:
         return await self.outbox.client.send_message(self.chat, truncate_utf16(text, MESSAGE_LIMIT),
@@ -129,3 +181,19 @@ class TelegramTarget:
         if "cancel" in wanted.actions:
             return keyboards.cancel_buttons(wanted.job_id, self.owner)
         return keyboards.result_buttons(wanted.job_id, self.owner)
+
+
+def preview_photo(image: bytes) -> io.BytesIO:
+    """A named in-memory photo Telethon uploads as a photo: PNG and JPEG as they are, others as JPEG."""
+    if image.startswith(b"\x89PNG"):
+        name, data = "preview.png", image
+    elif image.startswith(b"\xff\xd8"):
+        name, data = "preview.jpg", image
+    else:  # WebP and the like would go as a document or a sticker
+        with PILImage.open(io.BytesIO(image)) as picture:
+            buffer = io.BytesIO()
+            picture.convert("RGB").save(buffer, format="JPEG", quality=85)
+        name, data = "preview.jpg", buffer.getvalue()
+    photo = io.BytesIO(data)
+    photo.name = name
+    return photo

@@ -76,6 +76,7 @@ class FakeDiscord:
         self.nonces: dict[tuple[int, str], tuple[float, int]] = {}  # (channel, nonce) -> (when, message id)
         self.dms: dict[int, int] = {}  # user id -> DM channel id
         self.deleted: list[int] = []
+        self.refused: list[Call] = []  # requests Discord refused (too large)
 
     # ------------------------------------------------------------------ server
     async def start(self) -> FakeDiscord:
@@ -198,7 +199,11 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
         body, files = await self._body(request)
-        self.calls.append(Call(request.method, path, body, files))
+        call = Call(request.method, path, body, files)
+        self.calls.append(call)
+        if any(len(data) > self.attachment_size_limit for data in files.values()):
+            self.refused.append(call)  # Discord: 413, error 40005, nothing changes
+            return _json({"message": "Request entity too large", "code": 40005}, 413)
         for n, (fragment, response) in enumerate(self.faults):
             if fragment in path:
                 del self.faults[n]
@@ -309,11 +314,23 @@ class FakeDiscord:
         if method == "PATCH":
             message = self.messages[int(message_id or 0)]
             message.update({k: v for k, v in (body or {}).items() if k in ("content", "embeds", "components")})
+            if "attachments" in (body or {}):
+                self._attach(message, body["attachments"], files)
             return _json(message)
         if method == "DELETE":
             self.deleted.append(int(message_id or 0))
             return web.Response(status=204)
         return _json(self.messages.get(int(message_id or 0), {}))
+
+    def _attach(self, message: dict[str, Any], wanted: list[dict[str, Any]], files: dict[str, bytes]) -> None:
+        """An edit's ``attachments`` lists what stays (existing ids) and what is new (the uploaded files)."""
+        keep = {str(a.get("id")) for a in wanted}
+        kept = [a for a in message["attachments"] if a["id"] in keep]
+        new = [{"id": str(snowflake(n + 100)), "filename": name, "size": len(data),
+                "url": f"{self.root}/files/{name}", "proxy_url": f"{self.root}/files/{name}"}
+               for n, (name, data) in enumerate(files.items())]
+        message["attachments"] = kept + new
+        self.files[int(message["id"])] = files
 
     def _message(self, message_id: int, body: dict[str, Any], channel_id: int) -> dict[str, Any]:
         return {"id": str(message_id), "channel_id": str(channel_id), "author": BOT_USER,

@@ -81,6 +81,9 @@ class FakeSender:
         self.writes: dict[int, list[float]] = {}  # chat id -> clock times of accepted sends and edits
         self.ignored_waits: list[Any] = []  # requests made while Telegram had asked to wait
         self.group_limit = GROUP_LIMIT
+        self.deleted: list[int] = []
+        self.media_edit_gap = 0.0  # > 0: media edits of one message closer than this get FLOOD_WAIT
+        self.media_edits: dict[int, list[float]] = {}  # message id -> clock times of accepted media edits
         self._told: dict[Any, float] = {}
 
     def flood(self, request_type: type, seconds: float) -> None:
@@ -127,11 +130,29 @@ class FakeSender:
         if utf16(text) > limit:
             error = errors.MediaCaptionTooLongError if limit == CAPTION_LIMIT else errors.MessageTooLongError
             return error(request=None)
+        media = self._media_refusal(request, now)
+        if media is not None:
+            return media
         chat = _chat_id(request.peer)
         recent = [t for t in self.writes.get(chat, []) if t > now - GROUP_WINDOW]
         if chat < 0 and len(recent) >= self.group_limit:
             return self._wait(chat, recent[0] + GROUP_WINDOW, request)
         self.writes.setdefault(chat, []).append(now)
+        return None
+
+    def _media_refusal(self, request: Any, now: float) -> BaseException | None:
+        """A text message cannot get media by an edit; media edits of one message too close get FLOOD_WAIT."""
+        if not isinstance(request, functions.messages.EditMessageRequest) or request.media is None:
+            return None
+        old = self.messages.get(request.id)
+        if old is None:
+            return errors.MessageIdInvalidError(request=None)
+        if old.media is None:
+            return errors.MediaPrevInvalidError(request=None)
+        last = self.media_edits.get(request.id, [float("-inf")])[-1]
+        if self.media_edit_gap > 0 and now < last + self.media_edit_gap:
+            return self._wait(("media", request.id), last + self.media_edit_gap, request)
+        self.media_edits.setdefault(request.id, []).append(now)
         return None
 
     def _wait(self, key: Any, until: float, request: Any) -> BaseException:
@@ -157,6 +178,7 @@ class FakeSender:
         if isinstance(request, functions.messages.EditMessageRequest):
             return self._edited(request)
         if isinstance(request, functions.messages.DeleteMessagesRequest):
+            self.deleted.extend(request.id)
             return types.messages.AffectedMessages(pts=1, pts_count=len(request.id))
         if isinstance(request, functions.users.GetUsersRequest):
             return [self.me]
@@ -168,7 +190,7 @@ class FakeSender:
 
     def _message(self, request: Any, message_id: int, text: str) -> types.Message:
         media = None
-        if isinstance(request, functions.messages.SendMediaRequest):
+        if getattr(request, "media", None) is not None:  # a send, or an edit that replaces the media
             media = types.MessageMediaDocument(document=None) if isinstance(
                 request.media, types.InputMediaUploadedDocument) else types.MessageMediaPhoto(photo=None)
         reply_to = getattr(request, "reply_to", None)
@@ -187,8 +209,9 @@ class FakeSender:
 
     def _edited(self, request: Any) -> types.Updates:
         message = self._message(request, request.id, request.message or "")
-        if request.id in self.messages:  # an edit keeps what it replied to
+        if request.id in self.messages:  # an edit keeps what it replied to, and its media unless replaced
             message.reply_to = self.messages[request.id].reply_to
+            message.media = message.media or self.messages[request.id].media
         self.messages[request.id] = message
         return types.Updates(updates=[types.UpdateEditMessage(message=message, pts=1, pts_count=1)],
                              users=[self.me], chats=[], date=dt.datetime.now(dt.UTC), seq=0)
