@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from itertools import pairwise
 from typing import Any
@@ -36,7 +38,7 @@ from core import (
 from core.chat.commands import ImageCommand
 from core.chat.conversation import Buttons, Conversation
 from core.chat.pacing import Clock, RetryAfter
-from core.config import EngineSettings, Settings
+from core.config import EngineSettings, Settings, StoreSettings
 from core.engine import Engine
 from core.hooks.host import create_plugin_host
 from core.types import GenerationOptions, Job, Requester
@@ -164,6 +166,9 @@ class Previewer:
         finally:
             self.in_flight -= 1
         return True
+
+    def preview_ref(self) -> str:
+        return "1"
 
     async def clear_preview(self) -> None:
         self.events.append(("cleared", None, self.clock.now()))
@@ -406,3 +411,34 @@ async def test_discord_previews_over_the_upload_limit_are_shrunk_not_refused(fak
     previews = _preview_edits(fake, token)
     assert previews and all(len(data) <= 4000 for c in previews for data in c.files.values())
     assert fake.refused == []
+
+
+async def _stored_engine(clock: Clock, path: str, **model: Any) -> Engine:
+    settings = Settings(engine=EngineSettings(default_model="pv", rate_limit=None), platforms={},
+                        models={"pv": {"backend": "previewing", **model}}, store=StoreSettings(path=path))
+    engine = Engine(settings, create_plugin_host(load_entry_points=False,
+                                                 extra=[("previewing", PreviewingBackend(clock))]))
+    await engine.start()
+    return engine
+
+
+async def test_a_telegram_preview_left_by_a_restart_is_still_removed_when_the_image_arrives(tmp_path):
+    tg = OfflineTelegram(bot=True, scale=100)
+    path = str(tmp_path / "jobs.db")
+    first = await _stored_engine(tg.clock, path, steps=300)
+    platform = await _telegram(tg, first, preview_interval=5.0, allowed_users=[ALICE.id])
+    await tg.message("/image a lighthouse", sender=ALICE)
+    await _until(lambda: bool(tg.sender.of(SendMedia)), limit=20)  # the first preview photo is out
+    await _until(lambda: "preview" in next(iter(first.jobs.values())).request.delivery)
+    await platform.stop()
+    await first.stop(grace=0)  # the job is kept, mid-generation, for the next start
+
+    second = await _stored_engine(tg.clock, path, steps=10)
+    restarted = await _telegram(tg, second, preview_interval=5.0, allowed_users=[ALICE.id])
+    await _until(lambda: any("lighthouse" in (r.message or "") and r.media is not None
+                             for r in tg.sender.of(SendMedia)), limit=20)
+    await restarted.stop()
+    await second.stop(grace=0.5)
+    with sqlite3.connect(path) as db:  # the preview photo's id was kept with the job before the restart
+        (request,) = db.execute("SELECT request FROM jobs").fetchone()
+    assert int(json.loads(request)["delivery"]["preview"]) in tg.sender.deleted

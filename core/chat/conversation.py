@@ -56,6 +56,7 @@ class Buttons:
 
 NONE = Buttons()
 MakeReply = Callable[[dict[str, str]], Awaitable[Reply]]
+Remember = Callable[[dict[str, str]], Awaitable[None]]
 MAX_WAITS = 20  # platform waits in a row before a delivery is given up
 
 
@@ -119,6 +120,9 @@ class ShowsPreview(Protocol):
         Raise ``RetryAfter`` when the platform asks to wait: only the newest preview is shown after it.
         """
 
+    def preview_ref(self) -> str:
+        """What the job's record keeps once a preview is shown (a message id), so a restart can remove it."""
+
     async def clear_preview(self) -> None:
         """The job has ended: take the preview away (the final image or the failure replaces it).
 
@@ -130,14 +134,17 @@ class Previews:
     """One job's previews: paced like a status (newest wins, one in flight), and none after ``end``."""
 
     def __init__(self, target: ShowsPreview, interval: float, *, budget: ChatBudget | None, key: str,
-                 clock: Clock, hold: Hold) -> None:
-        self.target, self.shown = target, False
+                 clock: Clock, hold: Hold, remember: Remember, shown: bool = False) -> None:
+        self.target, self.shown, self.remember = target, shown, remember
         self.pacer = PacedStatus(self._apply, interval, budget=budget, key=key, clock=clock, hold=hold,
                                  background=True)
 
     async def _apply(self, text: str, image: bytes) -> bool:
+        first = not self.shown
         still = await self.target.preview(image, text)
         self.shown = True
+        if first:  # kept with the job, so that a restart can still take the preview away
+            await self.remember({"preview": self.target.preview_ref()})
         return still
 
     async def show(self, text: str, image: bytes) -> None:
@@ -250,22 +257,26 @@ class Conversation:
         await self.followers.close()
 
     # ------------------------------------------------------------------ one job
-    def _pacer(self, target: ReplyTarget) -> Pacers:
+    def _pacer(self, target: ReplyTarget, job: Job) -> Pacers:
         budget, key = (target.budget, target.chat_key) if isinstance(target, ChatPaced) else (None, "")
         hold = Hold()
         status = PacedStatus(target.show, self.interval, budget=budget, key=key, clock=self.clock, hold=hold)
         if not isinstance(target, ShowsPreview):
             return Pacers(status)
+
+        async def remember(fields: dict[str, str]) -> None:
+            await self.engine.note_delivery(job.id, fields)
+
         return Pacers(status, Previews(target, self.preview_interval, budget=budget, key=key, clock=self.clock,
-                                       hold=hold))
+                                       hold=hold, remember=remember, shown="preview" in job.request.delivery))
 
     async def run(self, handle: JobHandle, target: ReplyTarget) -> None:
         """Follow one job to its end through ``target``."""
-        await self._rest(handle.events(), self._pacer(target), target)
+        await self._rest(handle.events(), self._pacer(target, handle.job), target)
 
     async def _follow_now(self, handle: JobHandle, target: ReplyTarget) -> None:
         """The admitted status in the caller's task (not behind every other task), the rest in the background."""
-        pacers = self._pacer(target)
+        pacers = self._pacer(target, handle.job)
         events = handle.events()
         first = await anext(events)  # submit has published it already: no wait
         await self._on(first, pacers, target)

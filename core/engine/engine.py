@@ -314,6 +314,17 @@ class Engine:
             self.health.failed(exc)
             return True
 
+    async def note_delivery(self, job_id: str, fields: dict[str, str]) -> None:
+        """Add to where a job is answered (e.g. a preview message), in memory and in the store, for a restart."""
+        job = self.table.get(job_id)
+        if job is not None:
+            job.request = job.request.model_copy(update={"delivery": {**job.request.delivery, **fields}})
+        if self.store is not None:
+            try:
+                await self.store.note_delivery(job_id, fields)
+            except StoreError as exc:
+                self.health.failed(exc)
+
     async def delivered(self, job_id: str) -> bool:
         """A platform delivered the image; ``False`` if it had been delivered already."""
         if self.store is None:

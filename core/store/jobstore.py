@@ -153,6 +153,10 @@ class JobStore:
                                       (time.time(), job_id, ops.MAX_SENDS))
         return changed == 1
 
+    async def note_delivery(self, job_id: str, fields: dict[str, str]) -> None:
+        """Merge ``fields`` into the job's stored delivery target (where the platform answers it)."""
+        await self._writer.write(ops.note_delivery, job_id, fields)
+
     async def mark_delivered(self, job_id: str) -> bool:
         """Record delivery once; ``False`` if it was already recorded (never deliver twice)."""
         return bool(await self._writer.write(ops.mark_delivered, job_id, time.time()))

@@ -6,6 +6,7 @@ inside the writer's transaction, so a check and the write it guards (the daily q
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import Any
@@ -114,3 +115,13 @@ def mark_delivered(conn: sqlite3.Connection, job_id: str, now: float) -> bool:
 def heartbeat(conn: sqlite3.Connection, pid: int) -> None:
     """Rewrite the one heartbeat row: the smallest real write."""
     conn.execute("INSERT OR REPLACE INTO heartbeat (id, at, pid) VALUES (1, ?, ?)", (time.time(), pid))
+
+
+def note_delivery(conn: sqlite3.Connection, job_id: str, fields: dict[str, str]) -> None:
+    """Merge ``fields`` into the stored request's delivery target."""
+    row = conn.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return
+    request = json.loads(row[0])
+    request["delivery"] = {**(request.get("delivery") or {}), **fields}
+    conn.execute("UPDATE jobs SET request = ?, updated_at = ? WHERE id = ?", (json.dumps(request), time.time(), job_id))

@@ -97,9 +97,11 @@ class DiscordTarget:
     def resumed(cls, client: discord.Client, where: dict[str, str]) -> DiscordTarget:
         """After a restart, from the job's delivery target."""
         token = unseal(where.get("token", ""), client.http.token or "")
-        return cls(client, interaction_id=int(where.get("interaction") or 0), token=token,
-                   channel_id=int(where["channel"]), user_id=int(where["user"]), private=where.get("private") == "1",
-                   message_id=int(where["message"]) if where.get("message") else None)
+        target = cls(client, interaction_id=int(where.get("interaction") or 0), token=token,
+                     channel_id=int(where["channel"]), user_id=int(where["user"]), private=where.get("private") == "1",
+                     message_id=int(where["message"]) if where.get("message") else None)
+        target.previewing = bool(where.get("preview"))  # a preview shown before the restart still goes
+        return target
 
     @property
     def webhook(self) -> discord.Webhook:
@@ -168,6 +170,10 @@ class DiscordTarget:
         except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
             log.info("preview dropped: %s", exc)
             return False
+
+    def preview_ref(self) -> str:
+        """A preview rides on the deferred response itself: the record only needs to know there was one."""
+        return "1"
 
     async def clear_preview(self) -> None:
         """The result is there: the preview attachment goes from the old response."""

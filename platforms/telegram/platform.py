@@ -132,10 +132,13 @@ class TelegramPlatform(Platform):
         reply_to = int(where["reply_to"]) if where.get("reply_to") else None
         try:
             status = await self.client.get_messages(chat, ids=int(where["status"]))
+            preview = await self.client.get_messages(chat, ids=int(where["preview"])) if where.get("preview") else None
         except errors.RPCError as exc:  # a flood wait or a chat we left: a new status message will do
             log.info("status of job %s not found again: %s", job.id, exc)
-            status = None
-        return self._target(chat, reply_to, int(where["owner"]), status)
+            status = preview = None
+        target = self._target(chat, reply_to, int(where["owner"]), status)
+        target.preview_message = preview  # a preview shown before the restart is still removed at the end
+        return target
 
     # ------------------------------------------------------------------ buttons
     async def _on_button(self, event: events.CallbackQuery.Event) -> None:

@@ -149,6 +149,10 @@ class TelegramTarget:
             log.warning("preview failed: %s", exc)
         return True
 
+    def preview_ref(self) -> str:
+        """The preview photo's message id, kept with the job so that a restart can still delete it."""
+        return str(getattr(self.preview_message, "id", ""))
+
     async def clear_preview(self) -> None:
         """The result (or the failure) is shown: the preview photo goes."""
         message, self.preview_message = self.preview_message, None
