@@ -185,3 +185,48 @@ def test_a_store_that_cannot_grow_refuses_and_every_acknowledged_job_is_on_disk(
     with sqlite3.connect(path) as db:
         stored = {row[0] for row in db.execute("SELECT id FROM jobs")}
     assert set(report["acknowledged"]) <= stored  # every "Queued" survived the crash
+
+
+async def test_a_cancel_during_a_graceful_stop_is_a_cancel_not_a_job_kept_for_the_restart(stored, tmp_path):
+    engine, model = await stored()
+    model.gate = asyncio.Event()
+    handle = await engine.submit(request())
+    for _ in range(500):
+        if model.calls:
+            break
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(engine.quiesce(grace=5))  # platforms are still up during the grace
+    await asyncio.sleep(0.05)
+    await engine.cancel(handle.id, handle.job.request.requester)
+    assert (await asyncio.wait_for(handle.wait(), BOUND)).kind is EventKind.CANCELLED
+    await asyncio.wait_for(stopping, BOUND)
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        assert db.execute("SELECT state FROM jobs WHERE id = ?", (handle.id,)).fetchone()[0] == "cancelled"
+
+
+async def test_a_submit_cancelled_after_its_row_was_written_leaves_nothing_to_run_after_a_restart(stored, tmp_path):
+    engine, _ = await stored()
+    submitting = asyncio.create_task(engine.submit(request("interrupted")))
+    for _ in range(1000):  # cancel it while its write is in flight or just landed
+        if engine.table.pending:
+            break
+        await asyncio.sleep(0)
+    submitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await submitting
+    assert engine.table.pending == {} and not engine.jobs
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        states = [row[0] for row in db.execute("SELECT state FROM jobs")]
+    assert states in ([], ["cancelled"])  # never a queued row that a restart would run unasked
+
+
+def test_the_redis_queue_setting_is_refused_until_the_engine_uses_it():
+    from core.config import QueueSettings, Settings
+    from core.errors import ConfigError
+    from core.hooks.host import create_plugin_host
+
+    settings = Settings(models={"a": {"backend": "preview"}}, queue=QueueSettings(backend="redis"))
+    with pytest.raises(ConfigError, match="not wired into the engine yet"):
+        from core import Engine
+
+        Engine(settings, create_plugin_host(load_entry_points=False))

@@ -15,11 +15,10 @@ from core.engine.handle import JobHandle
 from core.engine.jobs import JobTable
 from core.errors import SakaiError, UnknownModel
 from core.store import JobStore
+from core.store.transitions import CRASHED
 from core.types import EventKind, Job, JobEvent, JobState
 
 log = logging.getLogger(__name__)
-CRASHED = ("This request stopped the bot {n} times while it was being made, so it was set aside. "
-           "Try another prompt or model.")
 
 
 class Continuity:

@@ -50,6 +50,7 @@ from core.types import EventKind, ImageRequest, Job, JobState, Requester
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
+INTERRUPTED = "Your request was interrupted before it was queued. Please send it again."
 
 
 class Engine:
@@ -66,6 +67,10 @@ class Engine:
         if settings.store.archive_dir:
             archive = ImageArchive(settings.store.archive_dir, settings.store.archive_days)
             host.add(archive, "sakaibot.archive", source="core")
+        if settings.queue.backend != "memory" and queue is None:
+            raise ConfigError([f"config: queue.backend: {settings.queue.backend!r} is not wired into the engine yet "
+                               "(the Redis queue layer exists, the cross-process events do not: see "
+                               "docs/distributed.md); use \"memory\""])
         self._build_plugins(settings)
         self._build_parts(settings, queue)
 
@@ -161,7 +166,11 @@ class Engine:
         """Put a stored job back in its lane, past the caps it already passed once."""
         job.state, job.position, job.started_at = JobState.QUEUED, None, None
         handle = self.table.track(job)
-        await self.queue.put(job, force=True)
+        try:
+            await self.queue.put(job, force=True)
+        except BaseException:
+            self.table.release(job)
+            raise
         self.scheduler.mark_dirty(job.model)
         await self.events.emit(job, EventKind.QUEUED)
         return handle
@@ -187,6 +196,7 @@ class Engine:
         try:
             await self._set_aside_waiting()
             await self.scheduler.drain(grace, self._cancelled_by_shutdown)
+            await self._set_aside_waiting()  # jobs handed back while draining (their start was not recorded)
         finally:
             await self.queue.close()
             await self.scheduler.stop()
@@ -248,18 +258,27 @@ class Engine:
         self._reserve_room(name)
         job = Job(id=self.table.new_id(), request=request, model=name, generation=generation)
         handle = self.table.track(job)
+        self.admission.admitted(request)  # counted before any await: concurrent requests see it
+        written = False
         try:
             await self._write_enqueue(job)
-            await self.queue.put(job, force=True)
-        except BaseException:
-            self.table.release(job)
+            written = True
+            await self.events.emit(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name) + 1))
+            await self.queue.put(job, force=True)  # after QUEUED, so no worker can overtake it
+        except BaseException as exc:
+            await self._abandon(job, saved=written or isinstance(exc, asyncio.CancelledError))
             raise
         finally:
             self._inflight[name] -= 1
-        self.admission.admitted(request)
         self.scheduler.mark_dirty(name)
-        await self.events.emit(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name)))
         return handle
+
+    async def _abandon(self, job: Job, *, saved: bool) -> None:
+        """A submit that did not finish: a row that may be saved is ended, so a restart never runs it."""
+        if saved:  # a cancelled writer's transaction still commits: treat it as saved
+            await self.events.finish(job, JobState.CANCELLED, JobCancelled(INTERRUPTED))
+        else:
+            self.table.release(job)
 
     def _reserve_room(self, lane: str) -> None:
         """A place in ``lane``, counting jobs whose durable write is still in flight."""

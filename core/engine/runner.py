@@ -56,7 +56,7 @@ class JobRunner:
             finally:
                 self.isolation.leave(job)
         except asyncio.CancelledError:
-            if self.parking and not self.events.finishing(job):
+            if self.parking and job.error is None and not self.events.finishing(job):  # kept for the restart
                 await self.events.suspend(job)
             else:
                 await self.events.finish(job, JobState.CANCELLED, job.error or JobCancelled())
