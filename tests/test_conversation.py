@@ -166,3 +166,32 @@ async def test_text_commands_and_refusals_are_said(engine):
     assert target.said[0].startswith("Models:") and "Unknown model 'nope'" in target.said[1]
     await conversation.again("0123456789ab", False, ALICE, target)
     assert target.said[2] == "That request is no longer kept; send it again."
+
+
+class Flaky(Recorder):
+    """Network faults: every status edit fails, and the first send of the image drops its connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drops = 1
+
+    async def show(self, text: str, buttons: Buttons) -> bool:
+        raise ConnectionError("connection reset by peer")
+
+    async def deliver(self, job: Job) -> None:
+        if self.drops:
+            self.drops -= 1
+            raise ConnectionError("connection reset by peer")
+        await super().deliver(job)
+
+
+async def test_network_faults_in_statuses_and_the_send_never_lose_the_image(engine):
+    clock = ScaledClock(1000)  # the backoff before the second send passes in a moment
+    conversation = Conversation(engine, "test", interval=0, clock=clock)
+    target = Flaky()
+    await conversation.start(ImageCommand("a cat", None, GenerationOptions()), ALICE, target)
+    async with asyncio.timeout(10):
+        while not target.delivered:  # noqa: ASYNC110 - the target only records
+            await asyncio.sleep(0.01)
+    await conversation.close()
+    assert len(target.delivered) == 1 and target.drops == 0

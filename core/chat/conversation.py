@@ -305,9 +305,12 @@ class Conversation:
             await status.drain()
             await self._clear_preview(pacers, target)
         else:
-            await status.show(status_text(event), Buttons.live(event.job.id))
-            if event.preview is not None and pacers.previews is not None:
-                await pacers.previews.show(status_text(event), event.preview)
+            try:
+                await status.show(status_text(event), Buttons.live(event.job.id))
+                if event.preview is not None and pacers.previews is not None:
+                    await pacers.previews.show(status_text(event), event.preview)
+            except Exception:  # a status that failed to show must never stop the image from coming
+                log.warning("job %s: a status update failed", event.job.id, exc_info=True)
 
     @staticmethod
     async def _end_previews(pacers: Pacers) -> None:
@@ -347,15 +350,20 @@ class Conversation:
             await status.drain()
 
     async def _send(self, job: Job, target: ReplyTarget) -> None:
-        """``target.deliver``, sleeping through the platform's waits: the image is kept, never dropped."""
-        for _ in range(MAX_WAITS):
+        """``target.deliver``, sleeping through the platform's waits and network faults: the image is kept."""
+        for attempt in range(MAX_WAITS):
             try:
                 await target.deliver(job)
                 return
             except RetryAfter as wait:
                 log.info("job %s: the platform asks to wait %.0f s before the image", job.id, wait.seconds)
                 await self.clock.sleep(wait.seconds)
-        raise DeliveryRefused("The image was made but the chat service kept asking to wait; ask again later.")
+            except SakaiError:
+                raise
+            except Exception:  # a dropped connection or a timeout: try again shortly, with backoff
+                log.warning("job %s: sending the image failed; trying again", job.id, exc_info=True)
+                await self.clock.sleep(min(30.0, 2.0 ** attempt))
+        raise DeliveryRefused("The image was made but the chat service kept failing; ask again later.")
 
     async def say(self, target: ReplyTarget, text: str) -> None:
         """``target.say``, sleeping through the platform's waits: a command is answered when allowed."""

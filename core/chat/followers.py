@@ -8,11 +8,13 @@ followers of jobs still running at once (their jobs stay in the engine's hands).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from core.engine.handle import JobHandle
 
+log = logging.getLogger(__name__)
 DELIVERY_GRACE = 15.0
 
 
@@ -34,7 +36,13 @@ class Followers:
             return
         task = asyncio.create_task(coroutine, name=f"{self.prefix}-{handle.id}")
         self._tasks[task] = handle
-        task.add_done_callback(lambda done: self._tasks.pop(done, None))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        """Forget the task; a follower that died of an error is logged, not left for the garbage collector."""
+        self._tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped following a job", task.get_name(), exc_info=task.exception())
 
     async def wait(self) -> None:
         """Until every follower is done."""

@@ -11,12 +11,15 @@ counts messages per chat: sends wait for a free slot, status edits use only what
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 Apply = Callable[[str, Any], Awaitable[bool]]
+
+log = logging.getLogger(__name__)
 
 
 class RetryAfter(Exception):
@@ -163,6 +166,9 @@ class PacedStatus:
             except RetryAfter as wait:
                 self.hold.until = max(self.hold.until, self.clock.now() + wait.seconds)
                 self._hold(wanted, wait.seconds)
+                return
+            except Exception:  # a network fault: this edit is lost, the next one tries again
+                log.warning("a status edit failed; the next change will try again", exc_info=True)
                 return
             self._last = self.clock.now()  # counted from when it landed: a slow upload is not followed at once
             self._shown = wanted
