@@ -119,15 +119,29 @@ async def test_a_locked_database_refuses_after_busy_timeout_and_works_once_relea
 
 
 # ---------------------------------------------------------------- one failing statement fails its batch only
-async def test_a_failing_statement_fails_its_whole_batch_and_leaves_the_connection_usable(store, tmp_path):
+async def test_a_write_failing_on_its_own_fails_alone_and_its_batch_commits(store, tmp_path):
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO no_such_table VALUES (1)")
 
     outcomes = await asyncio.gather(store.enqueue(make_job(1), None), store._writer.write(broken),
                                     store.enqueue(make_job(2), None), return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None  # the other users' writes are not refused
+    assert isinstance(outcomes[1], StoreError) and "no such table" in str(outcomes[1])
+    assert isinstance(outcomes[1].__cause__, sqlite3.OperationalError)
+    assert sorted(rows(tmp_path / "jobs.db")) == sorted([(make_job(1).id,), (make_job(2).id,)])
+
+
+async def test_a_failure_of_the_file_fails_its_whole_batch_and_leaves_the_connection_usable(store, tmp_path):
+    def disk_full(conn: sqlite3.Connection) -> None:
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorname = "SQLITE_FULL"  # what SQLite reports when the file cannot grow
+        raise error
+
+    outcomes = await asyncio.gather(store.enqueue(make_job(1), None), store._writer.write(disk_full),
+                                    store.enqueue(make_job(2), None), return_exceptions=True)
     assert all(isinstance(outcome, StoreError) for outcome in outcomes)
-    assert "no such table" in str(outcomes[0]) and isinstance(outcomes[0].__cause__, sqlite3.OperationalError)
-    assert rows(tmp_path / "jobs.db") == []  # the good writes of that batch were rolled back, not half-kept
+    assert "disk is full" in str(outcomes[0])
+    assert rows(tmp_path / "jobs.db") == []  # the batch was rolled back, not half-kept
     await store.enqueue(make_job(3), None)
     await store.probe()
     assert rows(tmp_path / "jobs.db") == [(make_job(3).id,)]

@@ -3,8 +3,10 @@
 Writes submitted while a transaction is in flight wait together and run in the next one
 (``BEGIN IMMEDIATE`` … ``COMMIT``) on the store's single thread. Each batch costs one hop to the
 thread and one back; every writer resumes only after the ``COMMIT`` that holds its write, so an
-acknowledged write is durable. A failing statement or commit fails the whole batch with
-``StoreError`` and leaves the connection usable.
+acknowledged write is durable. Each write runs under its own savepoint: a write that fails on its
+own (a bad value, a constraint) fails only its writer; a failure the whole file shares (a full
+disk, a failed ``COMMIT``) fails the whole batch. Either way ``StoreError``, and the connection
+stays usable.
 """
 
 from __future__ import annotations
@@ -31,6 +33,25 @@ class _Outcome:
     def __init__(self, results: list[Any] | None, error: BaseException | None, detail: str = "") -> None:
         self.results, self.error = results, error
         self.detail = detail or (describe(error) if error is not None else "")
+
+
+class _Failed:
+    """One write that failed on its own, inside a batch that committed the others."""
+
+    __slots__ = ("detail", "error")
+
+    def __init__(self, error: BaseException) -> None:
+        self.error, self.detail = error, describe(error)
+
+
+SHARED_FAILURES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY",
+                             "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CANTOPEN"})
+
+
+def _shared(exc: BaseException) -> bool:
+    """A failure of the file or the connection, not of one write's values: it fails the whole batch."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return any(name.startswith(prefix) for prefix in SHARED_FAILURES)
 
 
 class _BatchFuture(asyncio.Future[_Outcome]):
@@ -99,7 +120,10 @@ class GroupWriter:
         outcome = await batch.future
         if outcome.error is not None:
             raise StoreError(detail=outcome.detail) from outcome.error
-        return outcome.results[index]  # type: ignore[index]
+        result = outcome.results[index]  # type: ignore[index]
+        if isinstance(result, _Failed):
+            raise StoreError(detail=result.detail) from result.error
+        return result
 
     async def drain(self) -> None:
         """Wait until every submitted write has landed."""
@@ -136,7 +160,7 @@ class GroupWriter:
             return _Outcome(None, StoreError(detail="the job store is not open"))
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [op(conn, *args) for op, args in ops]
+            results = [_one(conn, op, args) for op, args in ops]
             conn.execute("COMMIT")
         except Exception as exc:  # a statement or the commit failed: the whole batch did
             rollback(conn)
@@ -146,3 +170,19 @@ class GroupWriter:
         self.commits += 1
         self.writes += len(ops)
         return _Outcome(results, None)
+
+
+def _one(conn: sqlite3.Connection, op: Op, args: tuple[Any, ...]) -> Any:
+    """Run one write under its own savepoint; its own failure is undone and returned, a shared one raised."""
+    conn.execute("SAVEPOINT one_write")
+    try:
+        result = op(conn, *args)
+    except Exception as exc:
+        if _shared(exc):
+            raise
+        conn.execute("ROLLBACK TO one_write")
+        conn.execute("RELEASE one_write")
+        log.error("job store: a write failed on its own and was undone: %s", describe(exc))
+        return _Failed(exc)
+    conn.execute("RELEASE one_write")
+    return result
