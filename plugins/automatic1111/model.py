@@ -107,7 +107,7 @@ class Automatic1111Model(ImageModel):
                 continue
             if not ours:
                 continue
-            preview = _preview(state.image) if state.image != last_image else None
+            preview = await asyncio.to_thread(_preview, state.image) if state.image != last_image else None
             last_image = state.image or last_image
             reported = max(reported, min(state.progress, 1.0))
             await progress(reported, preview)
@@ -166,15 +166,12 @@ class Automatic1111Model(ImageModel):
         await asyncio.gather(*self._deferred, return_exceptions=True)
 
     async def _image(self, response: httpx.Response, request: GenerationRequest) -> Image:
-        body = parse_body(response.text)
-        images = body.get("images") or []
-        if not images or not isinstance(images[0], str):
-            raise InvalidImage("The image server answered without a picture.", detail=response.text[:300])
-        info = _info(body.get("info"))
+        # A txt2img answer is megabytes of JSON and base64: parsed off the event loop.
+        data, info = await asyncio.to_thread(_picture, response.text)
         seed = info.get("seed", request.seed)
-        return await checked_image(decode_base64(images[0]), model=self.name,
-                                   seed=seed if isinstance(seed, int) else None, backend="automatic1111",
-                                   checkpoint=info.get("sd_model_name"), sampler=info.get("sampler_name"))
+        return await checked_image(data, model=self.name, seed=seed if isinstance(seed, int) else None,
+                                   backend="automatic1111", checkpoint=info.get("sd_model_name"),
+                                   sampler=info.get("sampler_name"))
 
     async def check(self) -> CheckResult:
         """List the server's checkpoints: proves the address, the login and the configured checkpoint."""
@@ -212,6 +209,15 @@ async def _stopped(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("the progress poller failed", exc_info=task.exception())
 
+
+
+def _picture(text: str) -> tuple[bytes, dict[str, Any]]:
+    """The first image's bytes and the generation info from a txt2img answer; ``InvalidImage`` without one."""
+    body = parse_body(text)
+    images = body.get("images") or []
+    if not images or not isinstance(images[0], str):
+        raise InvalidImage("The image server answered without a picture.", detail=text[:300])
+    return decode_base64(images[0]), _info(body.get("info"))
 
 
 def _preview(value: str | None) -> bytes | None:
