@@ -322,13 +322,8 @@ class Conversation:
         if pacers.previews is None or not pacers.previews.shown or not isinstance(target, ShowsPreview):
             return
         pacers.previews.shown = False
-        for _ in range(MAX_WAITS):
-            try:
-                await target.clear_preview()
-                return
-            except RetryAfter as wait:
-                await self.clock.sleep(wait.seconds)
-        log.warning("gave up removing a preview on %s after repeated waits", self.platform)
+        if not await self._through_waits(target.clear_preview):
+            log.warning("gave up removing a preview on %s after repeated waits", self.platform)
 
     async def deliver(self, job: Job, status: PacedStatus, target: ReplyTarget) -> None:
         """Send the result once: recorded as delivering before, delivered after."""
@@ -367,10 +362,15 @@ class Conversation:
 
     async def say(self, target: ReplyTarget, text: str) -> None:
         """``target.say``, sleeping through the platform's waits: a command is answered when allowed."""
+        if not await self._through_waits(lambda: target.say(text)):
+            log.warning("gave up answering on %s after repeated waits", self.platform)
+
+    async def _through_waits(self, call: Callable[[], Awaitable[None]]) -> bool:
+        """``call()``, sleeping through the platform's waits; ``False`` if it kept asking ``MAX_WAITS`` times."""
         for _ in range(MAX_WAITS):
             try:
-                await target.say(text)
-                return
+                await call()
+                return True
             except RetryAfter as wait:
                 await self.clock.sleep(wait.seconds)
-        log.warning("gave up answering on %s after repeated waits", self.platform)
+        return False
