@@ -174,13 +174,14 @@ async def test_migrating_a_first_release_file_keeps_its_jobs(tmp_path):
 
 async def test_concurrent_writers_lose_no_update(tmp_path):
     path = tmp_path / "shared.db"
-    first, second = JobStore(path), JobStore(path)  # two connections, as two processes would have
+    first, second = JobStore(path), JobStore(path)  # two connections on one file (one process: one lock)
     await first.open()
     await second.open()
     engine, _ = make_engine()
     jobs = [engine_job(engine, n) for n in range(200)]
     try:
-        await asyncio.gather(*(first.save(j) for j in jobs[::2]), *(second.save(j) for j in jobs[1::2]))
+        await asyncio.gather(*(first.enqueue(j, None) for j in jobs[::2]),
+                             *(second.enqueue(j, None) for j in jobs[1::2]))
         results = await asyncio.gather(*(store.mark_delivered(j.id) for j in jobs for store in (first, second)))
         assert sum(results) == 200  # each job marked delivered exactly once
         assert len(await first.history("test", "u1", 500)) == 200

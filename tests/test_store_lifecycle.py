@@ -113,7 +113,7 @@ async def test_update_suspend_and_the_old_whole_row_save_write_what_changed(stor
     await store.suspend(job)
     assert column(store, job.id, "state") == "queued" and column(store, job.id, "started_at") is None
     job.state = JobState.CANCELLED
-    await store.save(job)
+    await store.finish(job)
     assert (await store.job(job.id)).state is JobState.CANCELLED
 
 

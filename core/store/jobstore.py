@@ -22,21 +22,12 @@ from core.errors import StoreError
 from core.store import transitions as ops
 from core.store.faults import diagnose
 from core.store.opening import StoreLock, check_place, connect, refusal
-from core.store.rows import JobRecord, ModelStats, full_row, quota_refusal, start_of_day, to_job, to_record
+from core.store.rows import JobRecord, ModelStats, quota_refusal, start_of_day, to_job, to_record
 from core.store.writer import GroupWriter, describe
 from core.types import Job
 
 T = TypeVar("T")
 PRUNE_CHUNK = 500  # rows per transaction, so a large prune never holds up the lifecycle writes for long
-SAVE_SQL = """
-INSERT INTO jobs (id, platform, user_id, chat_id, model, state, attempts, request, generation, enhanced_prompt,
-                  timings, result, error, created_at, started_at, finished_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
-    generation = excluded.generation, enhanced_prompt = excluded.enhanced_prompt, timings = excluded.timings,
-    result = excluded.result, error = excluded.error, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, updated_at = excluded.updated_at
-"""
 UNDELIVERED_SQL = ("SELECT jobs.*, pending_results.data AS data FROM jobs JOIN pending_results"
                    " ON pending_results.job_id = jobs.id WHERE jobs.platform = ? AND jobs.state = 'done'"
                    f" AND jobs.delivered_at IS NULL AND jobs.delivery_attempts < {ops.MAX_SENDS} ORDER BY seq")
@@ -175,14 +166,6 @@ class JobStore:
         await self._writer.write(ops.heartbeat, os.getpid())
 
     # ------------------------------------------------------------------ the old whole-row writes
-    async def save(self, job: Job) -> None:
-        """Insert or update everything about ``job``."""
-        await self._execute(SAVE_SQL, full_row(job))
-
-    async def keep_result(self, job_id: str, data: bytes) -> None:
-        """Hold a finished image until its platform confirms delivery."""
-        await self._execute(ops.KEEP_SQL, (job_id, data))
-
     # ------------------------------------------------------------------ reads
     async def job(self, job_id: str) -> Job | None:
         """One stored job by its exact id, request included, without image bytes."""

@@ -97,15 +97,6 @@ def error_text(job: Job) -> str | None:
     return getattr(job.error, "user_message", None) if job.error else None
 
 
-def full_row(job: Job) -> tuple[Any, ...]:
-    """Every column of ``SAVE_SQL``, for the whole-row save."""
-    who = job.request.requester
-    return (job.id, who.platform, who.user_id, who.chat_id, job.model, job.state.value, job.attempts,
-            job.request.model_dump_json(), generation_json(job.generation), job.enhanced_prompt,
-            timings_json(job.timings), result_json(job.result), error_text(job), job.created_at, job.started_at,
-            job.finished_at, time.time())
-
-
 def to_job(row: sqlite3.Row, data: bytes | None = None) -> Job:
     """A stored row as a ``Job`` again, with its image when ``data`` is given."""
     gen = json.loads(row["generation"])
