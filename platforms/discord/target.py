@@ -129,21 +129,25 @@ class DiscordTarget:
 
     async def show(self, text: str, buttons: Buttons) -> bool:
         """Edit the deferred response; ``False`` once its token or message is gone."""
+        return await self._edit_response("status edit", content=text[:2000], view=self._view(buttons)) is not False
+
+    async def _edit_response(self, what: str, **fields: Any) -> bool | None:
+        """Edit the deferred response: ``True`` edited, ``None`` failed this once, ``False`` gone for good."""
         if not self._token_alive() or self.message_id is None:
             return False
         await ACKS.quiet()
         try:
-            await self.webhook.edit_message(self.message_id, content=text[:2000], view=self._view(buttons))
+            await self.webhook.edit_message(self.message_id, **fields)
             return True
         except discord.RateLimited as exc:
             raise RetryAfter(exc.retry_after) from exc
         except discord.NotFound:
             return False
         except discord.HTTPException as exc:
-            log.warning("status edit failed: %s", exc)
-            return True
+            log.warning("%s failed: %s", what, exc)
+            return None
         except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
-            log.info("status edit dropped: %s", exc)
+            log.info("%s dropped: %s", what, exc)
             return False
 
     async def preview(self, image: bytes, text: str) -> bool:
@@ -155,21 +159,9 @@ class DiscordTarget:
         except OSError as exc:  # not an image Pillow knows: this preview is skipped
             log.info("preview skipped: %s", exc)
             return True
-        await ACKS.quiet()
-        try:
-            await self.webhook.edit_message(self.message_id, content=text[:2000], attachments=[file])
-            self.previewing = True
-            return True
-        except discord.RateLimited as exc:
-            raise RetryAfter(exc.retry_after) from exc
-        except discord.NotFound:
-            return False
-        except discord.HTTPException as exc:
-            log.warning("preview failed: %s", exc)
-            return True
-        except (aiohttp.ClientError, RuntimeError) as exc:  # the client closed under us (shutdown)
-            log.info("preview dropped: %s", exc)
-            return False
+        edited = await self._edit_response("preview", content=text[:2000], attachments=[file])
+        self.previewing = self.previewing or bool(edited)
+        return edited is not False
 
     def preview_ref(self) -> str:
         """A preview rides on the deferred response itself: the record only needs to know there was one."""
