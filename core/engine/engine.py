@@ -20,6 +20,7 @@ from core.config import Settings, load_settings
 from core.engine.admission import Admission
 from core.engine.cancelling import Canceller
 from core.engine.continuity import Continuity
+from core.engine.delivery import Deliveries
 from core.engine.events import EventPath
 from core.engine.handle import JobHandle
 from core.engine.health import StoreHealth
@@ -99,6 +100,7 @@ class Engine:
                                 lambda delay: self.sleep(delay))
         self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
                                        self.health.writable)
+        self.deliveries = Deliveries(self.store, self.table, self.health)
         self.canceller = Canceller(self.table, self.queue, self.scheduler, self.events, self.admission.is_admin)
         self.continuity = (Continuity(self.store, self.table, self.events, list(self.models), self.requeue,
                                       self.render_error) if self.store else None)
@@ -317,49 +319,22 @@ class Engine:
         """The handle of a live job, to follow its events (e.g. after a platform reconnects)."""
         return self.table.handle(job_id)
 
-    # ----------------------------------------------------------------- delivery
+    # ----------------------------------------------------------------- delivery (core/engine/delivery.py)
     async def begin_delivery(self, job_id: str) -> bool:
-        """A platform is about to send a result: ``True`` to go ahead, ``False`` to skip it.
-
-        ``False`` means it was delivered already, or a crash interrupted a send twice (the resend
-        after a crash is the only one allowed). Call ``delivered`` once the send succeeded. When the
-        store fails, the answer is ``True``: an image sent twice beats an image never sent.
-        """
-        if self.store is None:
-            return True
-        try:
-            return await self.store.begin_delivery(job_id)
-        except StoreError as exc:
-            self.health.failed(exc)
-            return True
+        """A platform is about to send a result: ``True`` to go ahead, ``False`` to skip it (see ``Deliveries``)."""
+        return await self.deliveries.begin(job_id)
 
     async def note_delivery(self, job_id: str, fields: dict[str, str]) -> None:
-        """Add to where a job is answered (e.g. a preview message), in memory and in the store, for a restart."""
-        job = self.table.get(job_id)
-        if job is not None:
-            job.request = job.request.model_copy(update={"delivery": {**job.request.delivery, **fields}})
-        if self.store is not None:
-            try:
-                await self.store.note_delivery(job_id, fields)
-            except StoreError as exc:
-                self.health.failed(exc)
+        """Add to where a job is answered (e.g. a preview message), so a restart can tidy it."""
+        await self.deliveries.note(job_id, fields)
 
     async def delivered(self, job_id: str) -> bool:
         """A platform delivered the image; ``False`` if it had been delivered already."""
-        if self.store is None:
-            return True
-        try:
-            return await self.store.mark_delivered(job_id)
-        except StoreError as exc:
-            self.health.failed(exc)
-            return True
+        return await self.deliveries.done(job_id)
 
     async def past_job(self, job_id: str) -> Job | None:
         """A job by exact id, live or finished, with its whole request (for Reroll, Variation, /info)."""
-        job = self.table.recent(job_id)
-        if job is None and self.store is not None:
-            job = await self.store.job(job_id)
-        return job
+        return await self.deliveries.past_job(job_id)
 
     def recent_job(self, job_id: str) -> Job | None:
         """A live job, or a finished one this process still remembers (its request, not its image)."""
