@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ from tests.utils import make_engine, request
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND = 10.0  # seconds before a step counts as hung (never a speed check)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` every 10 ms, at most 500 times (a bounded wait, not a speed check)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -89,17 +98,11 @@ async def test_cancel_racing_a_locked_final_write_returns_at_once_and_the_row_en
     engine, model = await stored(busy_timeout=5)
     model.gate = asyncio.Event()
     handle = await engine.submit(request())
-    for _ in range(500):  # until the run has been recorded and the model is waiting
-        if model.calls:
-            break
-        await asyncio.sleep(0.01)
+    await _until(lambda: bool(model.calls))  # the run has been recorded and the model is waiting
     other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # the final write will wait on this lock
     model.gate.set()
-    for _ in range(500):
-        if engine.events.finishing(handle.job):
-            break
-        await asyncio.sleep(0.01)
+    await _until(lambda: engine.events.finishing(handle.job))
     with pytest.raises(UserError, match="already finished"):
         await asyncio.wait_for(engine.cancel(handle.id, handle.job.request.requester), 1.0)
     other.execute("ROLLBACK")
@@ -114,10 +117,7 @@ async def test_attempts_are_on_record_before_the_model_runs(stored, tmp_path):
     engine, model = await stored()
     model.gate = asyncio.Event()
     handle = await engine.submit(request())
-    for _ in range(500):
-        if model.calls:
-            break
-        await asyncio.sleep(0.01)
+    await _until(lambda: bool(model.calls))
     with sqlite3.connect(tmp_path / "jobs.db") as db:
         state, runs = db.execute("SELECT state, runs FROM jobs WHERE id = ?", (handle.id,)).fetchone()
     assert state == JobState.GENERATING.value and runs == 1
@@ -191,10 +191,7 @@ async def test_a_cancel_during_a_graceful_stop_is_a_cancel_not_a_job_kept_for_th
     engine, model = await stored()
     model.gate = asyncio.Event()
     handle = await engine.submit(request())
-    for _ in range(500):
-        if model.calls:
-            break
-        await asyncio.sleep(0.01)
+    await _until(lambda: bool(model.calls))
     stopping = asyncio.create_task(engine.quiesce(grace=5))  # platforms are still up during the grace
     await asyncio.sleep(0.05)
     await engine.cancel(handle.id, handle.job.request.requester)

@@ -74,8 +74,7 @@ class TelegramTarget:
         except errors.MessageNotModifiedError:
             pass
         except WAITS as exc:
-            self._refused(exc.seconds)
-            raise RetryAfter(exc.seconds) from exc
+            raise self._refused(exc.seconds) from exc
         except GONE as exc:
             log.info("status in chat %s is gone: %s", self.chat, type(exc).__name__)
             return False
@@ -106,8 +105,7 @@ class TelegramTarget:
             await self._take()
             await self._send(text, None)
         except WAITS as exc:
-            self._refused(exc.seconds)
-            raise RetryAfter(exc.seconds) from exc
+            raise self._refused(exc.seconds) from exc
         except GONE as exc:
             log.info("cannot answer in chat %s: %s", self.chat, type(exc).__name__)
 
@@ -137,8 +135,7 @@ class TelegramTarget:
         except errors.MessageNotModifiedError:
             pass
         except WAITS as exc:
-            self._refused(exc.seconds)
-            raise RetryAfter(exc.seconds) from exc
+            raise self._refused(exc.seconds) from exc
         except GONE as exc:
             log.info("preview in chat %s is gone: %s", self.chat, type(exc).__name__)
             return False
@@ -175,9 +172,11 @@ class TelegramTarget:
         if self.budget is not None:
             await self.budget.take(self.chat_key)
 
-    def _refused(self, seconds: float) -> None:
+    def _refused(self, seconds: float) -> RetryAfter:
+        """Telegram asked to wait: the chat's budget learns it, and the conversation gets the wait to raise."""
         if self.budget is not None:
             self.budget.refused(self.chat_key, seconds)
+        return RetryAfter(seconds)
 
     def _markup(self, wanted: Buttons) -> Any:
         if self.outbox.userbot or not wanted.actions:
