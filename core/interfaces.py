@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.types import GenerationRequest, Image, ImageRequest, Size
+from core.types import MAX_SEED, GenerationRequest, Image, ImageRequest, Size
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +40,20 @@ def _round_to(value: float, multiple: int) -> int:
     return max(multiple, round(value / multiple) * multiple)
 
 
+class InputSupport(BaseModel):
+    """What a model does with input images; ``Capabilities.inputs`` is ``None`` for text-only models."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_to_image: bool = False  # redraws the input image following the prompt
+    edit: bool = False  # follows an instruction ("make the sky red") on the input image
+    masks: bool = False  # paints only where a mask is white (inpainting)
+    max_images: int = Field(default=1, ge=1)
+    max_bytes: int = Field(default=10_000_000, ge=1)  # per input image, after the engine's checks
+    max_pixels: int = Field(default=4096 * 4096, ge=1)
+    strength: bool = False  # takes ``GenerationRequest.strength``
+
+
 class Capabilities(BaseModel):
     """What a model accepts; the engine checks requests against it before queueing."""
 
@@ -51,6 +66,9 @@ class Capabilities(BaseModel):
     max_steps: int | None = None
     default_steps: int | None = None
     default_concurrency: int = Field(default=1, ge=1)
+    inputs: InputSupport | None = None  # None: text to image only
+    upscale_factors: tuple[int, ...] = ()  # an upscaler: the factors it offers for ``GenerationRequest.upscale``
+    max_batch: int = Field(default=1, ge=1)  # images one ``generate_batch`` call makes natively
 
 
 class Progress(Protocol):
@@ -87,6 +105,19 @@ class ImageModel(abc.ABC):
     @abc.abstractmethod
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
         """Make one image or raise a ``BackendError``."""
+
+    async def generate_batch(self, request: GenerationRequest, count: int, progress: Progress) -> list[Image]:
+        """Make ``count`` images for one request (``--n``); all of them or raise a ``BackendError``.
+
+        The default calls ``generate`` once per image with consecutive seeds (seed, seed + 1, …), so
+        every image can be made again alone; a backend that batches natively (``max_batch > 1``)
+        overrides this and makes them in one call.
+        """
+        images: list[Image] = []
+        for index in range(count):
+            seed = None if request.seed is None else (request.seed + index) % (MAX_SEED + 1)
+            images.append(await self.generate(dataclasses.replace(request, seed=seed), progress))
+        return images
 
     async def check(self) -> CheckResult:
         """Tell whether the backend is reachable with the configured credentials."""

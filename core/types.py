@@ -38,17 +38,27 @@ class GenerationOptions(BaseModel):
     steps: int | None = Field(default=None, ge=1, le=150)
     enhance: bool | None = None  # None: the user's or chat's setting, else on
     as_file: bool = False
+    count: int = Field(default=1, ge=1, le=4)  # images in one request; each counts toward quotas and caps
+    strength: float | None = Field(default=None, ge=0.0, le=1.0)  # how far to move from the input image
+    upscale: int | None = Field(default=None, ge=2, le=4)  # an upscale of the input image by this factor
 
 
 class ImageRequest(BaseModel):
-    """One request for an image, as a platform hands it to the engine."""
+    """One request for an image, as a platform hands it to the engine.
 
-    model_config = ConfigDict(frozen=True)
+    ``images`` and ``mask`` are the raw bytes a user gave (a photo, an attachment); the engine
+    checks and cleans them before queueing and keeps only the cleaned bytes in the request, so the
+    store and a reroll carry what the model will see. In JSON they travel as base64.
+    """
+
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     prompt: str
     model: str | None = None
     requester: Requester
     options: GenerationOptions = GenerationOptions()
+    images: tuple[bytes, ...] = ()  # input images, in the order the user gave them
+    mask: bytes | None = None  # white where the model may paint, for inpainting models
     delivery: dict[str, str] = Field(default_factory=dict)  # where the platform answers: chat, status message…
 
 
@@ -69,6 +79,16 @@ class Size:
 
 
 @dataclass(slots=True, frozen=True)
+class InputImage:
+    """An input image after the engine's checks: format sniffed, metadata stripped, size known."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass(slots=True, frozen=True)
 class GenerationRequest:
     """The resolved values a model receives: no aspect ratios, no optional seed."""
 
@@ -78,6 +98,10 @@ class GenerationRequest:
     negative_prompt: str | None
     steps: int | None
     original_prompt: str
+    images: tuple[InputImage, ...] = ()  # checked input images; empty for text-to-image
+    mask: InputImage | None = None
+    strength: float | None = None  # set only when the model declares it takes one
+    upscale: int | None = None  # an upscale request: the factor; ``images[0]`` is the picture
 
 
 @dataclass(slots=True)
@@ -133,7 +157,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     enhanced_prompt: str | None = None
-    result: Image | None = None
+    results: list[Image] = field(default_factory=list)  # one per image asked for (``options.count``)
     error: BaseException | None = None
     timings: dict[str, float] = field(default_factory=dict)
     crashes: int = 0  # runs a dead process left unfinished; such a job is suspect and runs alone
@@ -148,6 +172,15 @@ class Job:
     def prompt(self) -> str:
         """The prompt the model gets: the enhanced one when there is one."""
         return self.enhanced_prompt or self.request.prompt
+
+    @property
+    def result(self) -> Image | None:
+        """The first image, the one a single-image request made."""
+        return self.results[0] if self.results else None
+
+    @result.setter
+    def result(self, image: Image | None) -> None:
+        self.results = [] if image is None else [image]
 
 
 class EventKind(enum.StrEnum):
