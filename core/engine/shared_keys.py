@@ -11,7 +11,3 @@ def key_root(prefix: str) -> str:
     """``{prefix}``: the hash-tagged start of every key of one bot."""
     return f"{{{prefix}}}"
 
-
-def lane_key(prefix: str, lane: str) -> str:
-    """The base of a lane's keys (``:meta``, ``:leases``, ... are appended), as ``RedisQueue`` names them."""
-    return f"{key_root(prefix)}:lane:{lane}"
