@@ -8,6 +8,7 @@ giving back is exact and idempotent whatever happened to the connection.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from core.types import GenerationRequest, ImageRequest, Job, JobState, Requester
 from tests.redis_server import RedisServer, running_server
 
 LimitsFactory = Callable[..., SharedLimits]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -93,6 +95,33 @@ async def test_one_hundred_concurrent_requests_across_two_front_ends_admit_exact
     assert "your 3 a images for today" in errors[0].user_message and "00:00 UTC" in errors[0].user_message
     assert await one.quotas.used("test:u1", "a") == 3
     assert await one.caps.count("test:u1") == 3  # the refused ones gave their slots back
+
+
+FRONT_END = """
+import asyncio, sys
+from core.engine.redis_link import RedisLink
+from core.engine.shared_limits import SharedLimits
+from tests.test_shared_limits import make_job
+
+async def main(url, first):
+    limits = SharedLimits(RedisLink(url, block_seconds=1.0, patience=10.0), url, prefix="t", cap=1000,
+                          rate=None, slot_seconds=30.0, refresh_seconds=10.0)
+    results = await asyncio.gather(*[limits.reserve(make_job(n), 3, exempt=False)
+                                     for n in range(first, first + 50)], return_exceptions=True)
+    await limits.aclose()
+    print(sum(result is None for result in results))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_two_front_end_processes_share_the_quota(redis_server: RedisServer) -> None:
+    processes = [await asyncio.create_subprocess_exec(sys.executable, "-c", FRONT_END, redis_server.url, str(first),
+                                                      stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+                 for first in (0, 1000)]
+    outputs = [await asyncio.wait_for(process.communicate(), 60) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
+    assert sum(int(out.decode()) for out, _ in outputs) == 3
 
 
 async def test_quota_is_per_user_and_per_model(front_ends: LimitsFactory) -> None:
