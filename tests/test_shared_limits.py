@@ -365,3 +365,21 @@ async def test_create_shared_limits_from_settings(redis_server: RedisServer) -> 
         assert keys and all(key.startswith("{bot7}:") for key in keys)
     finally:
         await limits.aclose()
+
+
+async def test_local_limits_count_in_this_process_and_leave_the_quota_to_the_store() -> None:
+    pending: Counter[str] = Counter()
+    admission = Admission({}, None, None, EngineSettings(max_pending_per_user=1, rate_limit="1/minute"), pending)
+    assert not admission.shares_quota
+    job = make_job(1)
+    await admission.reserve(job, 1)
+    await admission.hold(job)
+    await admission.release(job)
+    assert pending == Counter()  # the job table counts jobs; the store, the quota
+    await admission.limits.check("test:u1")
+    admission.admitted(job.request)
+    with pytest.raises(RateLimited):
+        await admission.limits.check("test:u1")
+    pending["test:u2"] = 1
+    with pytest.raises(QueueFull, match="You already have 1 requests waiting"):
+        await admission.limits.check("test:u2")

@@ -9,7 +9,7 @@ quota is then reserved atomically with the job's durable write), or ``SharedLimi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from core.config import EngineSettings
@@ -46,6 +46,15 @@ class UserLimits(Protocol):
     async def release(self, job: Job) -> None:
         """``job`` ended: free what it held (idempotent per job id)."""
 
+    async def hold(self, job: Job) -> None:
+        """Count a job restored after a restart (it passed the limits once), refusing nothing."""
+
+    async def keep_alive(self, live: Callable[[], Iterable[Job]]) -> None:
+        """Keep the live jobs of this process counted, until cancelled (returns at once if nothing expires)."""
+
+    async def aclose(self) -> None:
+        """Release connections, if any."""
+
 
 class LocalLimits:
     """Limits counted in this process: the job table's pending counts and an in-memory rate window.
@@ -77,6 +86,15 @@ class LocalLimits:
 
     async def release(self, job: Job) -> None:
         """Nothing: the job table frees the slot, the store stops counting a failed job's quota."""
+
+    async def hold(self, job: Job) -> None:
+        """Nothing: the job table counts a requeued job when it tracks it."""
+
+    async def keep_alive(self, live: Callable[[], Iterable[Job]]) -> None:
+        """Nothing expires in this process."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
 
 class Admission:
@@ -138,6 +156,10 @@ class Admission:
     async def release(self, job: Job) -> None:
         """``job`` ended, or was never accepted: give back what ``reserve`` took (idempotent)."""
         await self.limits.release(job)
+
+    async def hold(self, job: Job) -> None:
+        """Count a job restored after a restart (``requeue``), past the caps it passed once."""
+        await self.limits.hold(job)
 
     @property
     def shares_quota(self) -> bool:

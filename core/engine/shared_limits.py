@@ -24,6 +24,7 @@ from core.engine.redis_link import RedisLink, mask_url
 from core.engine.shared_caps import SharedCaps
 from core.engine.shared_quota import SharedQuotas
 from core.engine.shared_rate import SharedRateLimiter
+from core.errors import QueueFull
 from core.types import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class SharedLimits:
                 await self.quotas.reserve(job.id, user, job.model, quota, QUOTA_UNITS)
             if not exempt:
                 await self.rate.acquire(user)
-        except BaseException:
+        except QueueFull:
+            raise  # the cap refused: nothing was taken
+        except BaseException:  # refused later, Redis away, or cancelled: a lost reply may have counted
             await self._undo(job)
             raise
 
