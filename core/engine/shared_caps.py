@@ -15,7 +15,9 @@ deadline in Redis' own clock (ms). Why a sorted set of job ids and not a counter
   user's last slot.
 
 The price of recovery: after a front end dies, its users' still-waiting jobs stop counting once
-their deadline passes, until that front end returns and holds them again (``hold``).
+their deadline passes, until that front end returns and holds them again (``hold``). And since a
+refresh re-adds members (so a Redis that lost its data counts live jobs again), a job that ended
+elsewhere just before a refresh is counted until its owner releases it, as it does on learning the end.
 """
 
 from __future__ import annotations
