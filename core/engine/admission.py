@@ -1,14 +1,16 @@
-"""Who may queue what: the model, the request's validity, bans, plugin vetoes, caps and the rate limit.
+"""Who may queue what: the model, the request's validity, bans, plugin vetoes, caps, quota and rate.
 
 Every check runs before anything changes, so a refused request leaves no trace and uses up no rate.
-The daily quota is not checked here: it is reserved atomically with the job's durable write.
+Caps, quota and rate are counted by a ``UserLimits``: ``LocalLimits`` in one process (the daily
+quota is then reserved atomically with the job's durable write), or ``SharedLimits``
+(``core.engine.shared_limits``) when several front ends share them through Redis.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from core.config import EngineSettings
 from core.engine.ratelimit import UserRateLimiter
@@ -16,23 +18,97 @@ from core.engine.validation import resolve
 from core.errors import PermissionDenied, QueueFull, UnknownModel
 from core.hooks.call import pipeline
 from core.interfaces import ImageModel
-from core.types import GenerationRequest, ImageRequest, Requester
+from core.types import GenerationRequest, ImageRequest, Job, Requester
 
 Banned = Callable[[str], Awaitable[bool]]
+
+
+class UserLimits(Protocol):
+    """What counts a user's requests: the pending cap, the daily quota and the rate.
+
+    The composer calls, for a user who is not exempt (``check``, ``admitted``) or for every job
+    (``reserve``, ``release``): ``check`` before the job exists (refuse, count nothing);
+    ``admitted`` once the job is tracked, before any await; ``reserve`` once it has an id, before
+    its durable write; ``release`` once it has ended, or when it was never accepted.
+    """
+
+    shares_quota: bool  # True: ``reserve`` takes the daily quota, so the store must not
+
+    async def check(self, user: str) -> None:
+        """Raise the refusal (cap, rate) that needs no job id; count nothing."""
+
+    def admitted(self, user: str) -> None:
+        """Count a request that passed ``check`` and is being queued."""
+
+    async def reserve(self, job: Job, quota: int | None, *, exempt: bool) -> None:
+        """Count ``job`` (atomically where that matters), or raise the refusal and count nothing."""
+
+    async def release(self, job: Job) -> None:
+        """``job`` ended: free what it held (idempotent per job id)."""
+
+    async def hold(self, job: Job) -> None:
+        """Count a job restored after a restart (it passed the limits once), refusing nothing."""
+
+    async def keep_alive(self, live: Callable[[], Iterable[Job]]) -> None:
+        """Keep the live jobs of this process counted, until cancelled (returns at once if nothing expires)."""
+
+    async def aclose(self) -> None:
+        """Release connections, if any."""
+
+
+class LocalLimits:
+    """Limits counted in this process: the job table's pending counts and an in-memory rate window.
+
+    The quota is the store's (reserved in its enqueue transaction), so ``reserve`` and ``release``
+    have nothing to do here.
+    """
+
+    shares_quota = False
+
+    def __init__(self, settings: EngineSettings, pending: Counter[str]) -> None:
+        self.settings = settings
+        self.pending = pending
+        self.limiter = UserRateLimiter(settings.rate_limit)
+
+    async def check(self, user: str) -> None:
+        """The cap on waiting jobs, then the rate."""
+        cap = self.settings.max_pending_per_user
+        if self.pending[user] >= cap:
+            raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+        self.limiter.check(user)
+
+    def admitted(self, user: str) -> None:
+        """Count one request against the user's rate."""
+        self.limiter.hit(user)
+
+    async def reserve(self, job: Job, quota: int | None, *, exempt: bool) -> None:
+        """Nothing: the job table counted the job, ``admitted`` the rate, and the store takes the quota."""
+
+    async def release(self, job: Job) -> None:
+        """Nothing: the job table frees the slot, the store stops counting a failed job's quota."""
+
+    async def hold(self, job: Job) -> None:
+        """Nothing: the job table counts a requeued job when it tracks it."""
+
+    async def keep_alive(self, live: Callable[[], Iterable[Job]]) -> None:
+        """Nothing expires in this process."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
 
 class Admission:
     """The engine's door: checks a request against models, bans, plugins, caps and the rate."""
 
     def __init__(self, models: dict[str, ImageModel], hook: Any, view: object, settings: EngineSettings,
-                 pending: Counter[str], banned: Banned | None = None) -> None:
+                 pending: Counter[str], banned: Banned | None = None, limits: UserLimits | None = None) -> None:
         self.models = models
         self.hook = hook
         self.view = view
         self.settings = settings
         self.pending = pending
         self.banned = banned
-        self.limiter = UserRateLimiter(settings.rate_limit)
+        self.limits: UserLimits = limits or LocalLimits(settings, pending)
 
     def choose_model(self, request: ImageRequest) -> str:
         """The model a request runs on, or ``UnknownModel`` listing the available ones."""
@@ -61,16 +137,31 @@ class Admission:
         if hook.get_hookimpls():
             await pipeline(hook, request=request, model=name, engine=self.view)
         if not self.is_admin(request.requester):
-            self._check_cap(user)
-            self.limiter.check(user)
+            await self.limits.check(user)
         return name, generation
 
-    def _check_cap(self, user: str) -> None:
-        cap = self.settings.max_pending_per_user
-        if self.pending[user] >= cap:
-            raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
-
     def admitted(self, request: ImageRequest) -> None:
-        """Count a queued request against the user's rate."""
+        """Count a queued request against the user's rate (shared limits count it in ``reserve``)."""
         if not self.is_admin(request.requester):
-            self.limiter.hit(f"{request.requester.platform}:{request.requester.user_id}")
+            self.limits.admitted(f"{request.requester.platform}:{request.requester.user_id}")
+
+    async def reserve(self, job: Job, quota: int | None) -> None:
+        """Count a job that has an id against its user's cap, quota and rate, where the limits are shared.
+
+        Call before the job's durable write; pass the store ``None`` for the quota when
+        ``shares_quota`` (the limits took it). Nothing happens with local limits.
+        """
+        await self.limits.reserve(job, quota, exempt=self.is_admin(job.request.requester))
+
+    async def release(self, job: Job) -> None:
+        """``job`` ended, or was never accepted: give back what ``reserve`` took (idempotent)."""
+        await self.limits.release(job)
+
+    async def hold(self, job: Job) -> None:
+        """Count a job restored after a restart (``requeue``), past the caps it passed once."""
+        await self.limits.hold(job)
+
+    @property
+    def shares_quota(self) -> bool:
+        """True when the limits reserve the daily quota themselves (then the store must not)."""
+        return self.limits.shares_quota
