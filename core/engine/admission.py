@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.config import EngineSettings
+from core.engine.intake import clean_inputs, with_inputs
 from core.engine.ratelimit import UserRateLimiter
-from core.engine.validation import resolve
+from core.engine.validation import check_inputs, resolve
 from core.errors import PermissionDenied, QueueFull, UnknownModel
 from core.hooks.call import pipeline
 from core.interfaces import ImageModel
@@ -53,22 +54,32 @@ class Admission:
     async def check(self, request: ImageRequest) -> tuple[str, GenerationRequest]:
         """The model and resolved request, or the ``SakaiError`` that refuses it; counts nothing."""
         name = self.choose_model(request)
-        generation = resolve(request, self.models[name].capabilities)
+        caps = self.models[name].capabilities
+        check_inputs(request, name, {model: self.models[model].capabilities for model in self.models})
+        resolve(request, caps)  # the text and options first: a bad prompt costs no decoding
         user = f"{request.requester.platform}:{request.requester.user_id}"
         if self.banned is not None and await self.banned(user):
             raise PermissionDenied("You are banned from using this bot.")
+        images, mask = await clean_inputs(request, caps)
+        generation = resolve(request, caps, images=images, mask=mask)
+        request = with_inputs(request, generation)
         hook = self.hook.admit_request
         if hook.get_hookimpls():
             await pipeline(hook, request=request, model=name, engine=self.view)
         if not self.is_admin(request.requester):
-            self._check_cap(user)
+            self._check_cap(user, request.options.count)
             self.limiter.check(user)
         return name, generation
 
-    def _check_cap(self, user: str) -> None:
-        cap = self.settings.max_pending_per_user
-        if self.pending[user] >= cap:
+    def _check_cap(self, user: str, count: int) -> None:
+        """Every image asked for (``--n``) takes a place under the per-user cap."""
+        cap, waiting = self.settings.max_pending_per_user, self.pending[user]
+        if waiting + count <= cap:
+            return
+        if waiting >= cap:
             raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+        raise QueueFull(f"You may have {cap} images waiting and {waiting} already are; ask for at most "
+                        f"{cap - waiting} (--n {cap - waiting}), or wait for one to finish.")
 
     def admitted(self, request: ImageRequest) -> None:
         """Count a queued request against the user's rate."""

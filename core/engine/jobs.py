@@ -1,4 +1,4 @@
-"""The job table: this process's live jobs, their handles, each user's pending count, recent requests.
+"""The job table: this process's live jobs, their handles, each user's pending images, recent requests.
 
 Recent finished jobs are kept without their image bytes: Reroll and /info need the request, and the
 job store holds the rest; a thousand 3 MB images must not sit in memory.
@@ -46,12 +46,12 @@ class JobTable:
                 return job_id
 
     def track(self, job: Job) -> JobHandle:
-        """Start tracking ``job``: it counts against its user's pending cap from now on."""
+        """Start tracking ``job``: each image it asks for counts against its user's pending cap from now on."""
         handle = JobHandle(job)
         self.live[job.id] = job
         self._handles[job.id] = handle
         self._by_user.setdefault(job.user_key, {})[job.id] = job
-        self.pending[job.user_key] += 1
+        self.pending[job.user_key] += job.request.options.count
         return handle
 
     def release(self, job: Job) -> None:
@@ -63,7 +63,7 @@ class JobTable:
         mine.pop(job.id, None)
         if not mine:
             self._by_user.pop(job.user_key, None)
-        self.pending[job.user_key] -= 1
+        self.pending[job.user_key] -= job.request.options.count
         if self.pending[job.user_key] <= 0:
             del self.pending[job.user_key]
 

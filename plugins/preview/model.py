@@ -6,10 +6,23 @@ import asyncio
 
 from pydantic import Field
 
-from core import Capabilities, GenerationRequest, Image, ImageModel, ModelSettings, Progress, sizes_for_area
-from plugins.preview.render import render_png
+from core import (
+    Capabilities,
+    GenerationRequest,
+    Image,
+    ImageModel,
+    InputSupport,
+    ModelSettings,
+    Progress,
+    sizes_for_area,
+)
+from plugins.preview.render import render_png, upscale_png
 
-DESCRIPTION = "Offline preview: a deterministic placeholder picture, not an AI model. Needs no account."
+DESCRIPTION = ("Offline preview: a deterministic placeholder picture, not an AI model. Needs no account. "
+               "Blends a picture you send into its drawing by --strength; upscales 2x or 4x with a plain "
+               "Pillow LANCZOS resize (no detail is invented).")
+UPSCALE_FACTORS = (2, 4)
+INPUT_PIXELS = 1024 * 1024  # so a 4x upscale stays at most 4096x4096 and takes well under a second
 
 
 class PreviewSettings(ModelSettings):
@@ -34,6 +47,8 @@ class PreviewModel(ImageModel):
             max_steps=50,
             default_steps=8,
             default_concurrency=2,
+            inputs=InputSupport(image_to_image=True, strength=True, max_images=1, max_pixels=INPUT_PIXELS),
+            upscale_factors=UPSCALE_FACTORS,
         )
 
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
@@ -43,7 +58,11 @@ class PreviewModel(ImageModel):
             for step in range(steps):
                 await asyncio.sleep(self.latency / steps)
                 await progress((step + 1) / steps)
-        data = await asyncio.to_thread(render_png, request, self.name)
+        if request.upscale is not None:
+            data = await asyncio.to_thread(upscale_png, request.images[0], request.upscale)
+            metadata = {"backend": "preview", "upscale": f"{request.upscale}x LANCZOS"}
+        else:
+            data = await asyncio.to_thread(render_png, request, self.name)
+            metadata = {"backend": "preview"}
         return Image(data=data, mime_type="image/png", width=request.size.width,
-                     height=request.size.height, seed=request.seed, model=self.name,
-                     metadata={"backend": "preview"})
+                     height=request.size.height, seed=request.seed, model=self.name, metadata=metadata)
