@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image as PILImage
 
 from core import InputImage, InvalidInputImage, InvalidRequest, QueueFull, QuotaExceeded
+from core.cli import main
 from core.config import EngineSettings, Settings
 from core.engine import Engine
 from core.engine.redis_codec import dump_job, load_job
@@ -176,3 +178,57 @@ async def test_the_preview_model_blends_the_picture_by_strength_and_upscales(tmp
             assert larger.size == (400, 240)
     finally:
         await engine.stop()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli_folder(tmp_path, monkeypatch):
+    """The shipped config (the preview model) in a fresh folder, as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text((ROOT / "config.toml").read_text())
+    monkeypatch.setenv("SAKAIBOT_CONFIG", str(tmp_path / "config.toml"))
+    return tmp_path
+
+
+def test_cli_generate_from_a_picture_writes_every_image(cli_folder, capsys):
+    (cli_folder / "blue.png").write_bytes(png((300, 200), "blue"))
+    code = main(["generate", "a harbour", "--model", "preview", "--image", "blue.png", "--strength", "0",
+                 "--n", "3", "--seed", "9", "--out", "harbour.png"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["harbour-1.png", "harbour-2.png", "harbour-3.png"]
+    for number in (1, 2, 3):
+        with PILImage.open(cli_folder / f"harbour-{number}.png") as picture:
+            assert picture.text["seed"] == str(8 + number) and picture.width > picture.height  # the picture's shape
+            assert picture.convert("RGB").getpixel((5, 5)) == (0, 0, 255)  # strength 0 keeps the picture
+
+
+def test_cli_generate_upscales_with_the_preview(cli_folder, capsys):
+    (cli_folder / "small.webp").write_bytes(_encoded_webp())
+    assert main(["generate", "", "--model", "preview", "--image", "small.webp", "--upscale", "2",
+                 "--out", "big.png"]) == 0, capsys.readouterr().err
+    with PILImage.open(cli_folder / "big.png") as picture:
+        assert picture.size == (96, 64)
+
+
+def _encoded_webp() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (48, 32), "green").save(buffer, format="WEBP")
+    return buffer.getvalue()
+
+
+def test_cli_generate_refuses_a_mislabelled_a_missing_and_an_unsupported_picture(cli_folder, capsys):
+    (cli_folder / "photo.jpg").write_bytes(png())
+    (cli_folder / "notes.png").write_text("not a picture")
+    assert main(["generate", "x", "--model", "preview", "--image", "photo.jpg"]) == 1
+    assert main(["generate", "x", "--model", "preview", "--image", "missing.png"]) == 1
+    assert main(["generate", "x", "--model", "preview", "--image", "notes.png"]) == 1
+    err = capsys.readouterr().err
+    assert "--image photo.jpg is labelled JPEG but is really a PNG file" in err
+    assert "--image missing.png: cannot be read" in err and "--image notes.png is not an image" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["generate", "x", "--n", "5"])
+    assert "takes 1, 2, 3 or 4 images" in capsys.readouterr().err
