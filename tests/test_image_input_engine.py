@@ -10,12 +10,27 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from core import InputImage, InvalidInputImage, InvalidRequest, QueueFull, QuotaExceeded
+import plugins.preview
+from core import (
+    Capabilities,
+    GenerationRequest,
+    Image,
+    ImageModel,
+    InputImage,
+    InputSupport,
+    InvalidInputImage,
+    InvalidRequest,
+    Progress,
+    QueueFull,
+    QuotaExceeded,
+    Size,
+)
 from core.cli import main
 from core.config import EngineSettings, Settings
 from core.engine import Engine
 from core.engine.redis_codec import dump_job, load_job
 from core.hooks.host import create_plugin_host
+from core.testing import ConformanceError, check_model_conformance, running_engine
 from core.types import MAX_SEED, EventKind
 from tests.test_input_images import GPS_IFD, photo_with_gps, png_declaring
 from tests.utils import EventRecorder, request
@@ -153,8 +168,6 @@ async def test_a_queued_job_travels_through_redis_json_with_its_pictures(engine_
 
 
 async def test_the_preview_model_blends_the_picture_by_strength_and_upscales(tmp_path):
-    import plugins.preview
-
     settings = Settings(models={"preview": {"backend": "preview"}}, platforms={},
                         engine=EngineSettings(default_model="preview", rate_limit=None))
     engine = Engine(settings, create_plugin_host(load_entry_points=False, extra=[("preview", plugins.preview)]))
@@ -232,3 +245,26 @@ def test_cli_generate_refuses_a_mislabelled_a_missing_and_an_unsupported_picture
     with pytest.raises(SystemExit):
         main(["generate", "x", "--n", "5"])
     assert "takes 1, 2, 3 or 4 images" in capsys.readouterr().err
+
+
+class _IgnoresPictures(ImageModel):
+    """Declares image-to-image and an upscaler but answers a picture request at the text size."""
+
+    name = "ignores"
+    description = "broken on purpose"
+    capabilities = Capabilities(sizes=(Size(64, 64),), max_prompt_length=100, supports_seed=True,
+                                inputs=InputSupport(image_to_image=True), upscale_factors=(2,))
+
+    async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
+        buffer = io.BytesIO()
+        await asyncio.to_thread(PILImage.new("RGB", (64, 64)).save, buffer, format="PNG")
+        return Image(buffer.getvalue(), "image/png", 64, 64, seed=request.seed)
+
+
+async def test_conformance_drives_pictures_and_upscales_through_models_that_declare_them():
+    config = {"models": {"p": {"backend": "preview", "area": 128 * 128}}}
+    async with running_engine(config, [plugins.preview]) as engine:
+        report = await check_model_conformance(engine.models["p"])
+    assert report.calls >= 7  # sizes, longest prompt, negative, steps, a picture, 2x and 4x upscales
+    with pytest.raises(ConformanceError, match=r"1 input picture\(s\), upscale 2x: asked for 128x96 but got 64x64"):
+        await check_model_conformance(_IgnoresPictures())
