@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image as PILImage
-from PIL import ImageCms, ImageOps, UnidentifiedImageError
+from PIL import ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from core.errors import InvalidImage, InvalidInputImage
 from core.types import Image, InputImage
@@ -93,8 +93,8 @@ async def checked_image(data: bytes, *, model: str, seed: int | None, **metadata
 #   - decoded completely, so a truncated upload is refused rather than half-grey;
 #   - re-encoded from the pixels alone: the EXIF orientation is applied first, an ICC profile is
 #     converted to sRGB, then EXIF (GPS, camera), ICC and text chunks are gone. JPEG stays JPEG
-#     (quality 95, so a photo keeps its size); PNG, WebP and GIF become PNG (lossless); a mask is a
-#     greyscale PNG.
+#     (with its own quantization tables, so a photo keeps its quality and size); PNG, WebP and GIF
+#     become PNG (lossless); a mask is a greyscale PNG.
 
 INPUT_TYPES: dict[str, str] = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 TYPE_NAMES: dict[str, str] = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF"}
@@ -154,8 +154,8 @@ def clean_input_image(data: bytes, *, max_bytes: int = MAX_INPUT_BYTES, max_pixe
     mime = sniff_input(data, declared, label=label)
     limit = min(max_pixels, PILImage.MAX_IMAGE_PIXELS or max_pixels)
     try:
-        picture = _decoded(data, mime, limit, label)
-        encoded, out_mime = _encoded(_plain(picture, mask=mask), mime, mask=mask)
+        picture, tables = _decoded(data, mime, limit, label)
+        encoded, out_mime = _encoded(_plain(picture, mask=mask), tables, mask=mask)
     except InvalidInputImage:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
@@ -175,8 +175,12 @@ async def clean_input(data: bytes, **limits: Any) -> InputImage:
     return await asyncio.to_thread(clean_input_image, data, **limits)
 
 
-def _decoded(data: bytes, mime: str, limit: int, label: str) -> PILImage.Image:
-    """The first frame, fully decoded and turned upright, refused from its header if it has too many pixels."""
+def _decoded(data: bytes, mime: str, limit: int, label: str) -> tuple[PILImage.Image, dict[str, Any] | None]:
+    """The first frame, fully decoded and turned upright, refused from its header if it has too many pixels.
+
+    For a JPEG, also its quantization tables and subsampling: re-encoded with them, a photo keeps its
+    quality and its size (quality 95 would make a 3.6 MB photo 5 MB).
+    """
     # Past MAX_IMAGE_PIXELS Pillow warns (an exception where warnings are errors), past twice that it raises;
     # either way the caller refuses. Below it, the model's own limit refuses from the header.
     with PILImage.open(io.BytesIO(data), formats=[INPUT_TYPES[mime]]) as opened:
@@ -186,11 +190,19 @@ def _decoded(data: bytes, mime: str, limit: int, label: str) -> PILImage.Image:
                                     f"this model takes at most {_megapixels(limit)} megapixels. Send a smaller one.")
         opened.seek(0)
         opened.load()
+        tables = _jpeg_tables(opened) if mime == "image/jpeg" else None
         upright = ImageOps.exif_transpose(opened)
     if mime == "image/png":  # a PNG cut inside its last chunks decodes whole; its CRCs and IEND show the cut
         with PILImage.open(io.BytesIO(data), formats=["PNG"]) as whole:
             whole.verify()
-    return upright
+    return upright, tables
+
+
+def _jpeg_tables(picture: PILImage.Image) -> dict[str, Any] | None:
+    quantization = getattr(picture, "quantization", None)
+    if not quantization or picture.mode not in ("RGB", "L"):
+        return None
+    return {"qtables": quantization, "subsampling": JpegImagePlugin.get_sampling(picture)}
 
 
 def _plain(picture: PILImage.Image, *, mask: bool) -> PILImage.Image:
@@ -216,10 +228,15 @@ def _to_srgb(picture: PILImage.Image, icc: bytes) -> PILImage.Image:
     return converted if converted is not None else picture
 
 
-def _encoded(picture: PILImage.Image, source_mime: str, *, mask: bool) -> tuple[bytes, str]:
+def _encoded(picture: PILImage.Image, tables: dict[str, Any] | None, *, mask: bool) -> tuple[bytes, str]:
+    """JPEG again for a JPEG photo (its own tables, else quality 95); PNG for everything else and masks."""
     buffer = io.BytesIO()
-    if source_mime == "image/jpeg" and not mask and picture.mode == "RGB":
-        picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    if tables is not None and not mask and picture.mode == "RGB":
+        try:
+            picture.save(buffer, format="JPEG", **tables)
+        except (ValueError, OSError, TypeError):  # tables Pillow read but cannot write: the plain quality
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
         return buffer.getvalue(), "image/jpeg"
     picture.save(buffer, format="PNG", compress_level=PNG_LEVEL)
     return buffer.getvalue(), "image/png"

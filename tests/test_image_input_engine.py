@@ -189,6 +189,9 @@ async def test_the_preview_model_blends_the_picture_by_strength_and_upscales(tmp
         assert (handle.job.result.width, handle.job.result.height) == (400, 240)
         with PILImage.open(io.BytesIO(handle.job.result.data)) as larger:
             assert larger.size == (400, 240)
+        handle = await engine.submit(request("", model="preview", images=(png((1500, 1200)),), upscale=4))
+        final = await asyncio.wait_for(handle.wait(), BOUND)
+        assert final.kind is EventKind.FAILED and "at most 4096x4096" in handle.job.error.user_message
     finally:
         await engine.stop()
 

@@ -12,17 +12,19 @@ from core import (
     Image,
     ImageModel,
     InputSupport,
+    InvalidRequest,
     ModelSettings,
     Progress,
     sizes_for_area,
 )
-from plugins.preview.render import render_png, upscale_png
+from plugins.preview.render import render_png, upscale
 
 DESCRIPTION = ("Offline preview: a deterministic placeholder picture, not an AI model. Needs no account. "
                "Blends a picture you send into its drawing by --strength; upscales 2x or 4x with a plain "
                "Pillow LANCZOS resize (no detail is invented).")
 UPSCALE_FACTORS = (2, 4)
-INPUT_PIXELS = 1024 * 1024  # so a 4x upscale stays at most 4096x4096 and takes well under a second
+INPUT_PIXELS = 2048 * 2048  # a Telegram photo (at most 2560 px on a side) is downscaled by Telegram first
+MAX_UPSCALED = 4096 * 4096  # memory and time stay small: about a second at most
 
 
 class PreviewSettings(ModelSettings):
@@ -58,11 +60,14 @@ class PreviewModel(ImageModel):
             for step in range(steps):
                 await asyncio.sleep(self.latency / steps)
                 await progress((step + 1) / steps)
+        mime, metadata = "image/png", {"backend": "preview"}
         if request.upscale is not None:
-            data = await asyncio.to_thread(upscale_png, request.images[0], request.upscale)
-            metadata = {"backend": "preview", "upscale": f"{request.upscale}x LANCZOS"}
+            if request.size.width * request.size.height > MAX_UPSCALED:
+                raise InvalidRequest(f"The preview model upscales to at most 4096x4096; this picture would be "
+                                     f"{request.size}. Try a smaller factor or picture.")
+            data, mime = await asyncio.to_thread(upscale, request.images[0], request.upscale)
+            metadata["upscale"] = f"{request.upscale}x LANCZOS"
         else:
             data = await asyncio.to_thread(render_png, request, self.name)
-            metadata = {"backend": "preview"}
-        return Image(data=data, mime_type="image/png", width=request.size.width,
+        return Image(data=data, mime_type=mime, width=request.size.width,
                      height=request.size.height, seed=request.seed, model=self.name, metadata=metadata)
