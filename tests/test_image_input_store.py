@@ -106,3 +106,22 @@ async def test_schema_4_files_keep_their_pending_image_through_step_5(tmp_path):
         assert await store.used_today("test", "u1", "a") == 0  # created in 1970: not today
     finally:
         await store.close()
+
+
+async def test_old_remembered_jobs_drop_their_pictures_and_a_reroll_reads_them_from_the_store(tmp_path,
+                                                                                             monkeypatch):
+    monkeypatch.setattr("core.engine.jobs.RECENT_INPUTS", 1)
+    engine, _ = engine_on(tmp_path / "jobs.db")
+    await engine.start()
+    try:
+        handles = [await engine.submit(request(f"picture {n}", images=(photo_with_gps(),))) for n in range(2)]
+        for handle in handles:
+            await asyncio.wait_for(handle.wait(), BOUND)
+        older, newer = (engine.recent_job(handle.id) for handle in handles)
+        assert older is not None and older.request.images == () and older.generation.images == ()
+        assert newer is not None and newer.request.images == handles[1].job.request.images  # the newest keeps them
+        past = await engine.past_job(handles[0].id)
+        assert past is not None and past.request.images == handles[0].job.request.images
+        assert past.generation.images[0].width == 20
+    finally:
+        await engine.stop()
