@@ -191,11 +191,19 @@ def _decoded(data: bytes, mime: str, limit: int, label: str) -> tuple[PILImage.I
         opened.seek(0)
         opened.load()
         tables = _jpeg_tables(opened) if mime == "image/jpeg" else None
-        upright = ImageOps.exif_transpose(opened)
+        upright = _upright(opened)
     if mime == "image/png":  # a PNG cut inside its last chunks decodes whole; its CRCs and IEND show the cut
         with PILImage.open(io.BytesIO(data), formats=["PNG"]) as whole:
             whole.verify()
     return upright, tables
+
+
+def _upright(picture: PILImage.Image) -> PILImage.Image:
+    """The picture as its EXIF orientation shows it; as stored if that EXIF cannot be read (the pixels are fine)."""
+    try:
+        return ImageOps.exif_transpose(picture)
+    except Exception:  # a damaged EXIF block raises anything from SyntaxError to struct.error
+        return picture.copy()
 
 
 def _jpeg_tables(picture: PILImage.Image) -> dict[str, Any] | None:

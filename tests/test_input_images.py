@@ -182,3 +182,12 @@ def test_damaged_real_images_only_ever_raise_the_refusal(cut: int, flip: int):
             assert refused.user_message.endswith(".")
         else:
             assert cleaned.width * cleaned.height > 0
+
+
+def test_a_photo_with_an_unreadable_exif_block_is_kept_as_stored_without_it():
+    plain = encoded(PILImage.new("RGB", (30, 10), "red"), "JPEG")
+    body = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff" + b"\x01" * 40  # an IFD that claims 65535 entries
+    broken = plain[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + plain[2:]
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):  # Pillow warns (not an error outside this test suite)
+        cleaned = clean_input_image(broken)
+    assert (cleaned.width, cleaned.height) == (30, 10) and b"Exif" not in cleaned.data
