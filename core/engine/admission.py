@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.config import EngineSettings
-from core.engine.intake import clean_inputs, with_inputs
+from core.engine.intake import admit_pictures, with_inputs
 from core.engine.ratelimit import UserRateLimiter
-from core.engine.validation import check_inputs, resolve
+from core.engine.validation import resolve
 from core.errors import PermissionDenied, QueueFull, UnknownModel
 from core.hooks.call import pipeline
 from core.interfaces import ImageModel
@@ -54,15 +54,12 @@ class Admission:
     async def check(self, request: ImageRequest) -> tuple[str, GenerationRequest]:
         """The model and resolved request, or the ``SakaiError`` that refuses it; counts nothing."""
         name = self.choose_model(request)
-        caps = self.models[name].capabilities
-        check_inputs(request, name, {model: self.models[model].capabilities for model in self.models})
-        resolve(request, caps)  # the text and options first: a bad prompt costs no decoding
+        generation = resolve(request, self.models[name].capabilities)
         user = f"{request.requester.platform}:{request.requester.user_id}"
         if self.banned is not None and await self.banned(user):
             raise PermissionDenied("You are banned from using this bot.")
-        images, mask = await clean_inputs(request, caps)
-        generation = resolve(request, caps, images=images, mask=mask)
-        request = with_inputs(request, generation)
+        generation = await admit_pictures(request, name, self.models, generation)  # checked, cleaned off the loop
+        request = with_inputs(request, generation)  # plugins vet the cleaned pictures
         hook = self.hook.admit_request
         if hook.get_hookimpls():
             await pipeline(hook, request=request, model=name, engine=self.view)

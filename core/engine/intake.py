@@ -7,11 +7,27 @@ restart, a reroll and the model all see exactly the same pictures, without their
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
-from core.engine.validation import input_limits
+from core.engine.validation import check_inputs, input_limits, resolve
 from core.imaging import clean_input
-from core.interfaces import Capabilities
+from core.interfaces import Capabilities, ImageModel
 from core.types import GenerationRequest, ImageRequest, InputImage
+
+
+async def admit_pictures(request: ImageRequest, model: str, models: Mapping[str, ImageModel],
+                         generation: GenerationRequest) -> GenerationRequest:
+    """``generation`` (resolved from the text) with the request's pictures, once ``model`` may take them.
+
+    What the model cannot do is refused first, naming the models that can, so a picture sent to a
+    text-only model is never decoded; then each picture is cleaned in a thread.
+    """
+    check_inputs(request, model, {name: candidate.capabilities for name, candidate in models.items()})
+    if not request.images and request.mask is None:
+        return generation
+    caps = models[model].capabilities
+    images, mask = await clean_inputs(request, caps)
+    return resolve(request, caps, images=images, mask=mask)  # again: the size follows the picture's shape
 
 
 async def clean_inputs(request: ImageRequest, caps: Capabilities) -> tuple[tuple[InputImage, ...], InputImage | None]:
