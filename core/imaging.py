@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import io
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,7 +252,8 @@ def _encoded(picture: PILImage.Image, tables: dict[str, Any] | None, *, mask: bo
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f}"
+    """Rounded up, so a file just over a limit never reads as the limit itself."""
+    return f"{math.ceil(size / 100_000) / 10:.1f}"
 
 
 def _megapixels(pixels: int) -> str:

@@ -127,7 +127,7 @@ def test_a_truncated_upload_is_refused():
 
 
 def test_oversized_files_are_refused_before_and_after_cleaning():
-    with pytest.raises(InvalidInputImage, match=r"is 20\.0 MB; SakaiBot takes pictures up to 20\.0 MB"):
+    with pytest.raises(InvalidInputImage, match=r"is 20\.1 MB; SakaiBot takes pictures up to 20\.0 MB"):
         clean_input_image(b"\x89PNG\r\n\x1a\n" + bytes(MAX_INPUT_BYTES))
     noisy = encoded(PILImage.effect_noise((128, 128), 90).convert("RGB"), "PNG")
     with pytest.raises(InvalidInputImage, match="even without its metadata"):
