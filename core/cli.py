@@ -28,8 +28,9 @@ from core.chat.commands import OPTIONS
 from core.chat.messages import caption, status_text
 from core.config import Settings, read_settings
 from core.engine import Engine
-from core.errors import ConfigError, InvalidCommand, JobNotFound, SakaiError
+from core.errors import ConfigError, InvalidCommand, InvalidInputImage, JobNotFound, SakaiError
 from core.hooks.host import ENTRY_POINT_GROUP, PluginStatus
+from core.imaging import sniff_input
 from core.interfaces import CheckStatus
 from core.logs import secrets_in, setup_logging
 from core.types import EventKind, GenerationOptions, Image, ImageRequest, Requester
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"sakaibot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
-    gen = _command(sub, "generate", "make one image through the whole engine")
+    gen = _command(sub, "generate", "make images (from a prompt, or from a picture) through the whole engine")
     gen.add_argument("prompt", help="what to draw, in quotes")
     gen.add_argument("--model", help="model name (default: the configured default model)")
     gen.add_argument("--out", type=Path, metavar="FILE",
@@ -69,11 +70,35 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no", dest="negative", metavar="TEXT", help="negative prompt: what to leave out")
     gen.add_argument("--steps", help="sampling steps, where the model takes them")
     gen.add_argument("--raw", action="store_true", help="skip prompt enhancement")
+    gen.add_argument("--image", dest="images", type=Path, action="append", default=[], metavar="PATH",
+                     help="a picture to start from (PNG, JPEG, WebP or GIF; repeat for models that take several)")
+    gen.add_argument("--mask", type=Path, metavar="PATH", help="white where an inpainting model may paint")
+    gen.add_argument("--strength", type=_fraction, metavar="0-1", help="how far to move from the picture")
+    gen.add_argument("--n", dest="count", type=_count, default=1, metavar="N",
+                     help="how many images, 1 to 4 (written as FILE-1, FILE-2…)")
+    gen.add_argument("--upscale", type=int, choices=(2, 3, 4), metavar="FACTOR",
+                     help="upscale the --image by 2, 3 or 4, with a model that upscales")
     _command(sub, "models", "list the configured models")
     _command(sub, "plugins", "list plugins with their package and version, loaded and failed")
     _command(sub, "check", "validate the config, say what the environment turned on, reach every backend")
     _command(sub, "run", "start the enabled platforms and serve until Ctrl-C or SIGTERM")
     return parser
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"takes a number from 0 to 1, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if text not in ("1", "2", "3", "4"):
+        raise argparse.ArgumentTypeError(f"takes 1, 2, 3 or 4 images, not {text!r}")
+    return int(text)
 
 
 def _command(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
@@ -131,13 +156,15 @@ def _in_file(found: list[str], settings: Settings, earlier: list[str]) -> list[s
 
 # ---------------------------------------------------------------------- generate
 async def cmd_generate(engine: Engine, args: argparse.Namespace) -> int:
-    """Run one request through queue, enhancers, hooks and model; write the image."""
+    """Run one request through queue, enhancers, hooks and model; write every image."""
     try:
         options = _options(args)
         _format_for(args.out)
-    except InvalidCommand as exc:
+        images = tuple([await _picture(path, "--image") for path in args.images])
+        mask = None if args.mask is None else await _picture(args.mask, "--mask")
+    except (InvalidCommand, InvalidInputImage) as exc:
         return _fail(exc.user_message, EXIT_FAILED)
-    request = ImageRequest(prompt=args.prompt, model=args.model, options=options,
+    request = ImageRequest(prompt=args.prompt, model=args.model, options=options, images=images, mask=mask,
                            requester=Requester(platform="cli", user_id="local", is_admin=True))
     err = Console(stderr=True)
     submitted: list[str] = []
@@ -148,11 +175,29 @@ async def cmd_generate(engine: Engine, args: argparse.Namespace) -> int:
             return _fail(f"✗ {engine.render_error(None, exc)}", EXIT_FAILED)
         except asyncio.CancelledError:
             return await _interrupted(engine, request, submitted)
-        out = args.out or Path(f"sakaibot-{job.id}.{image.extension}")
-        await asyncio.to_thread(write_image, out, image)
+        paths = _out_paths(args.out or Path(f"sakaibot-{job.id}.{image.extension}"), len(job.results))
+        for path, made in zip(paths, job.results, strict=True):
+            await asyncio.to_thread(write_image, path, made)
         await engine.delivered(job.id)
-    print(f"{out}\n{caption(job)}")
+    print("\n".join(str(path) for path in paths) + f"\n{caption(job)}")
     return 0
+
+
+async def _picture(path: Path, flag: str) -> bytes:
+    """A picture file's bytes, read off the loop; refused early if missing or if its name lies about its type."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise InvalidCommand(f"{flag} {path}: cannot be read ({exc.strerror or exc}).") from None
+    sniff_input(data, declared=path.name, label=f"{flag} {path}")  # the engine decodes and cleans it
+    return data
+
+
+def _out_paths(first: Path, count: int) -> list[Path]:
+    """``first`` for one image; ``name-1.ext``, ``name-2.ext``… for a batch."""
+    if count == 1:
+        return [first]
+    return [first.with_name(f"{first.stem}-{number}{first.suffix}") for number in range(1, count + 1)]
 
 
 def _options(args: argparse.Namespace) -> GenerationOptions:
@@ -163,7 +208,8 @@ def _options(args: argparse.Namespace) -> GenerationOptions:
         if value is not None:
             key, parse = OPTIONS[name]
             values[key] = parse(name, str(value))
-    return GenerationOptions(**values, enhance=False if args.raw else None)
+    return GenerationOptions(**values, enhance=False if args.raw else None, count=args.count,
+                             strength=args.strength, upscale=args.upscale)
 
 
 def _format_for(out: Path | None) -> str | None:

@@ -7,6 +7,7 @@ Hierarchy::
     │   ├── InvalidCommand         the text could not be parsed
     │   ├── UnknownModel           no model by that name
     │   ├── InvalidRequest         a field is out of range for the model
+    │   │   └── InvalidInputImage  an image the user gave cannot be used (format, size, broken)
     │   ├── JobNotFound            no such job (or not yours)
     │   └── PermissionDenied       not allowed for this user
     ├── RateLimited                too many requests from one user (retry_after)
@@ -73,6 +74,14 @@ class UnknownModel(UserError):
 
 class InvalidRequest(UserError):
     """A field of the request is out of range for the chosen model."""
+
+
+class InvalidInputImage(InvalidRequest):
+    """An image the user gave (a photo, an attachment, a mask) is refused: unknown or mislabelled format,
+    truncated, too large in bytes or pixels. Not a ``BackendError``: nothing is retried, the user must
+    send another picture."""
+
+    default_message = "That picture cannot be used. Send a PNG, JPEG, WebP or GIF image."
 
 
 class JobNotFound(UserError):

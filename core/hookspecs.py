@@ -73,7 +73,8 @@ def before_generate(job: Job, engine: Engine) -> Any:
 
 @hookspec
 def after_generate(job: Job, result: Image, engine: Engine) -> Any:
-    """Observe a finished image (history, audit, billing). May be async; failures only logged."""
+    """Observe a finished job (history, audit, billing): ``result`` is its first image, ``job.results`` all of
+    them (``--n``). Called once per job. May be async; failures only logged."""
 
 
 @hookspec

@@ -78,6 +78,17 @@ class Progress(Protocol):
         """Report ``fraction`` in [0, 1] done, with an optional preview image."""
 
 
+class _BatchShare:
+    """Image ``index``'s part of a batch's progress: its fraction ``f`` reported as ``(index + f) / count``."""
+
+    def __init__(self, progress: Progress, index: int, count: int) -> None:
+        self.progress, self.index, self.count = progress, index, count
+
+    async def __call__(self, fraction: float, preview: bytes | None = None) -> None:
+        """Report ``fraction`` of this image as the batch's share."""
+        await self.progress((self.index + min(1.0, max(0.0, float(fraction)))) / self.count, preview)
+
+
 class CheckStatus(enum.StrEnum):
     """The outcome of ``sakaibot check`` for one backend."""
 
@@ -111,12 +122,14 @@ class ImageModel(abc.ABC):
 
         The default calls ``generate`` once per image with consecutive seeds (seed, seed + 1, …), so
         every image can be made again alone; a backend that batches natively (``max_batch > 1``)
-        overrides this and makes them in one call.
+        overrides this and makes them in one call. ``progress`` covers the whole batch, 0 to 1 once:
+        the default gives image ``i`` the share ``(i + f) / count``.
         """
         images: list[Image] = []
         for index in range(count):
             seed = None if request.seed is None else (request.seed + index) % (MAX_SEED + 1)
-            images.append(await self.generate(dataclasses.replace(request, seed=seed), progress))
+            share = progress if count == 1 else _BatchShare(progress, index, count)
+            images.append(await self.generate(dataclasses.replace(request, seed=seed), share))
         return images
 
     async def check(self) -> CheckResult:

@@ -15,20 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from PIL import Image as PILImage
+
 from core.config import Settings
 from core.engine import Engine
 from core.engine.handle import JobHandle
 from core.errors import SakaiError
 from core.hooks.host import create_plugin_host
-from core.imaging import inspect_image
+from core.imaging import clean_input, inspect_image
 from core.interfaces import ImageModel, Platform
-from core.types import EventKind, GenerationOptions, GenerationRequest, Image, ImageRequest, JobEvent, Requester, Size
+from core.types import (
+    EventKind,
+    GenerationOptions,
+    GenerationRequest,
+    Image,
+    ImageRequest,
+    InputImage,
+    JobEvent,
+    Requester,
+    Size,
+)
 
 PluginSpec = ModuleType | object | tuple[str, object]
 Fault = Callable[[], Awaitable[None] | None]
@@ -169,6 +182,8 @@ async def check_model_conformance(model: ImageModel, *, faults: Iterable[Fault] 
     Checked: every call with values the capabilities allow succeeds (sizes, seed, negative prompt,
     the longest prompt, the most steps); the bytes decode as the declared MIME type and size; the
     seed is echoed; progress fractions stay within 0..1 and never go down; previews are images;
+    a model that declares ``inputs`` takes a picture (with ``strength`` and a mask where declared)
+    and an upscaler each factor it offers, and both answer with an image of the asked size;
     each ``fault`` (a callable that makes the next call fail, e.g. by scripting a fake server)
     ends in a ``core.errors`` type rather than an HTTP or SDK exception; a cancelled call ends
     within ``cancel_within`` seconds (``before_cancel`` may slow the backend down so the cancel
@@ -177,7 +192,7 @@ async def check_model_conformance(model: ImageModel, *, faults: Iterable[Fault] 
     ``exact_size=False`` skips only "the picture has the requested size", for fakes that shrink.
     """
     report = ConformanceReport(model.name)
-    for request in _requests(model, prompt, sizes):
+    for request in _requests(model, prompt, sizes) + await _picture_requests(model, prompt):
         await _one_call(model, request, report, call_limit, exact_size)
     for number, fault in enumerate(faults, start=1):  # a fresh seed each: caching backends must run again
         await _one_fault(model, fault, _base_request(model, prompt, seed=_seed(model, number)), report, call_limit)
@@ -215,6 +230,33 @@ def _requests(model: ImageModel, prompt: str, sizes: int) -> list[GenerationRequ
     return out
 
 
+async def _picture_requests(model: ImageModel, prompt: str) -> list[GenerationRequest]:
+    """Calls with input pictures, as the engine makes them: cleaned ``InputImage``, a mask, each upscale."""
+    caps, out = model.capabilities, []
+    if caps.inputs is not None:
+        size = caps.sizes[0]
+        picture = await _input_picture(size.width, size.height)
+        mask = await _input_picture(size.width, size.height, mask=True) if caps.inputs.masks else None
+        out.append(_base_request(model, prompt, images=(picture,), mask=mask,
+                                 strength=0.6 if caps.inputs.strength else None))
+    for factor in caps.upscale_factors:
+        small = await _input_picture(64, 48)
+        out.append(_base_request(model, prompt, images=(small,), upscale=factor, size=Size(64 * factor, 48 * factor)))
+    return out
+
+
+async def _input_picture(width: int, height: int, *, mask: bool = False) -> InputImage:
+    """A picture (or a mask: white on the lower half) through the engine's own checks."""
+    def draw() -> bytes:
+        picture = PILImage.linear_gradient("L").resize((width, height)).convert("L" if mask else "RGB")
+        if mask:
+            picture = picture.point(lambda value: 255 if value > 127 else 0)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        return buffer.getvalue()
+    return await clean_input(await asyncio.to_thread(draw), mask=mask, max_pixels=width * height)
+
+
 def _spread(sizes: tuple[Size, ...], count: int) -> list[Size]:
     """The first size, the widest and the tallest: the ones most likely to break."""
     picked = [sizes[0], max(sizes, key=lambda s: s.ratio), min(sizes, key=lambda s: s.ratio)]
@@ -241,7 +283,9 @@ async def _one_call(model: ImageModel, request: GenerationRequest, report: Confo
                     exact_size: bool) -> None:
     recorder = _Recorder()
     what = f"{request.size}, steps {request.steps}, prompt of {len(request.prompt)} chars" + (
-        ", negative prompt" if request.negative_prompt else "")
+        ", negative prompt" if request.negative_prompt else "") + (
+        f", {len(request.images)} input picture(s)" if request.images else "") + (
+        ", a mask" if request.mask else "") + (f", upscale {request.upscale}x" if request.upscale else "")
     report.calls += 1
     try:
         async with asyncio.timeout(limit):

@@ -34,3 +34,11 @@ async def test_discord_benchmark_prints_percentiles():
 
     rows = await discord_bench.run(count=5)
     assert [row.unit for row in rows] == ["ms", "ms"] and all(row.value > 0 for row in rows)
+
+
+async def test_input_benchmark_prints_its_rows():
+    from tests.benchmarks import input_bench
+
+    rows = await input_bench.run(width=400, height=300, rounds=1)
+    assert [row.unit for row in rows] == ["ms", "KB", "ms", "ms", "ms"] and all(row.value > 0 for row in rows)
+    assert rows[1].baseline > rows[1].value  # base64 in the JSON is larger than the raw bytes

@@ -15,8 +15,9 @@ from core.engine.memory_queue import FairLane, InMemoryQueue
 from core.engine.queue import QueueOrder
 from core.engine.redis_queue import RedisQueue
 from core.errors import QueueFull
-from core.types import GenerationRequest, ImageRequest, Job, Requester, Size
+from core.types import GenerationRequest, ImageRequest, InputImage, Job, Requester, Size
 from tests.redis_server import RedisServer, running_server
+from tests.utils import PNG
 
 BOUND = 20.0  # seconds any single wait in these tests may take before it counts as hung
 
@@ -294,3 +295,16 @@ async def test_a_redis_restart_loses_nothing_acknowledged(durable_server: RedisS
         await queue.done(job)
     seen = {job.id for job in held + taken}
     assert seen == {f"{n:012x}" for n in range(11)} and len(held + taken) == 11
+
+
+async def test_a_job_with_pictures_is_taken_by_another_process_with_the_same_cleaned_bytes(
+        queues: QueueFactory) -> None:
+    picture = InputImage(PNG, "image/png", 8, 8)
+    mask = InputImage(PNG, "image/png", 8, 8)
+    job = make_job(1, "u")
+    job.request = job.request.model_copy(update={"images": (PNG,), "mask": PNG})
+    job.generation = GenerationRequest("prompt 1", Size(64, 64), 1, None, None, "prompt 1", images=(picture,),
+                                       mask=mask, strength=0.3)
+    await queues().put(job)
+    taken = await asyncio.wait_for(queues().take("a"), BOUND)  # another process's queue
+    assert taken.request.images == (PNG,) and taken.generation == job.generation

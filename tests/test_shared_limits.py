@@ -21,7 +21,7 @@ from core.engine.admission import Admission
 from core.engine.redis_link import QueueUnavailable, RedisLink
 from core.engine.shared_limits import SharedLimits, create_shared_limits
 from core.errors import QueueFull, QuotaExceeded, RateLimited
-from core.types import GenerationRequest, ImageRequest, Job, JobState, Requester, Size
+from core.types import GenerationOptions, GenerationRequest, ImageRequest, Job, JobState, Requester, Size
 from tests.redis_server import RedisServer, running_server
 
 LimitsFactory = Callable[..., SharedLimits]
@@ -69,9 +69,10 @@ async def durable_front_ends(durable_server: RedisServer) -> AsyncIterator[Limit
         await limits.aclose()
 
 
-def make_job(n: int, user: str = "u1", model: str = "a", *, admin: bool = False) -> Job:
-    """A job of ``user`` with a predictable id."""
-    request = ImageRequest(prompt=f"p{n}", requester=Requester(platform="test", user_id=user, is_admin=admin))
+def make_job(n: int, user: str = "u1", model: str = "a", *, admin: bool = False, count: int = 1) -> Job:
+    """A job of ``user`` with a predictable id, asking for ``count`` images."""
+    request = ImageRequest(prompt=f"p{n}", requester=Requester(platform="test", user_id=user, is_admin=admin),
+                           options=GenerationOptions(count=count))
     generation = GenerationRequest(f"p{n}", Size(64, 64), n, None, None, f"p{n}")
     return Job(id=f"{n:012x}", request=request, model=model, generation=generation)
 
@@ -271,7 +272,7 @@ async def test_refresh_restores_slots_a_redis_without_persistence_forgot(
     redis_server.stop()
     redis_server.start()
     assert await limits.caps.count("test:u1") == 0
-    assert await limits.caps.refresh([(job.user_key, job.id)]) == 1
+    assert await limits.caps.refresh([(job.user_key, job.id, 1)]) == 1
     with pytest.raises(QueueFull):
         await limits.reserve(make_job(2), None, exempt=False)
 
@@ -383,3 +384,22 @@ async def test_local_limits_count_in_this_process_and_leave_the_quota_to_the_sto
     pending["test:u2"] = 1
     with pytest.raises(QueueFull, match="You already have 1 requests waiting"):
         await admission.limits.check("test:u2")
+
+
+async def test_every_image_of_a_request_takes_a_place_and_a_quota_unit(front_ends: LimitsFactory) -> None:
+    one, other = front_ends(cap=5), front_ends(cap=5)
+    four = make_job(1, count=4)
+    await one.reserve(four, quota=6, exempt=False)  # 4 places, 4 units
+    with pytest.raises(QueueFull, match="ask for at most 1"):
+        await other.reserve(make_job(2, count=2), quota=6, exempt=False)
+    for n in (3, 5):  # each takes the fifth place and a unit, and gives the place back when done
+        single = make_job(n)
+        await other.reserve(single, quota=6, exempt=False)
+        single.state = JobState.DONE
+        await other.release(single)
+    with pytest.raises(QuotaExceeded):  # 6 of 6 units used although a place is free
+        await one.reserve(make_job(6), quota=6, exempt=False)
+    four.state = JobState.FAILED
+    await one.release(four)  # failed: its four places and four units come back
+    assert await one.caps.count("test:u1") == 0
+    await one.reserve(make_job(7, count=4), quota=6, exempt=False)

@@ -16,6 +16,7 @@ from core import (
     Image,
     ImageModel,
     ImageRequest,
+    InputSupport,
     ModelSettings,
     Progress,
     Requester,
@@ -46,6 +47,9 @@ class FakeSettings(ModelSettings):
     latency: float = 0.0
     max_prompt_length: int = 500
     max_steps: int | None = 30
+    inputs: InputSupport | None = None  # what the fake accepts as input pictures (issue 15)
+    upscale_factors: tuple[int, ...] = ()
+    max_batch: int = 1
 
 
 class FakeModel(ImageModel):
@@ -58,7 +62,8 @@ class FakeModel(ImageModel):
         self.capabilities = Capabilities(
             sizes=sizes_for_area(1024 * 1024), max_prompt_length=settings.max_prompt_length,
             supports_negative_prompt=True, max_steps=settings.max_steps,
-            default_concurrency=settings.default_concurrency,
+            default_concurrency=settings.default_concurrency, inputs=settings.inputs,
+            upscale_factors=settings.upscale_factors, max_batch=settings.max_batch,
         )
         self.calls: list[GenerationRequest] = []
         self.failures: list[BaseException] = []
@@ -142,10 +147,11 @@ def requester(user: str = "u1", *, admin: bool = False, chat: str = "c") -> Requ
 
 
 def request(prompt: str = "a red fox", *, user: str = "u1", model: str | None = None,
-            admin: bool = False, **options: Any) -> ImageRequest:
-    """A request from ``user`` on the test platform."""
+            admin: bool = False, images: tuple[bytes, ...] = (), mask: bytes | None = None,
+            **options: Any) -> ImageRequest:
+    """A request from ``user`` on the test platform, with input ``images`` (and a ``mask``) if given."""
     return ImageRequest(prompt=prompt, model=model, options=GenerationOptions(**options),
-                        requester=requester(user, admin=admin))
+                        requester=requester(user, admin=admin), images=images, mask=mask)
 
 
 async def settle(rounds: int = 5) -> None:

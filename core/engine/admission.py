@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from core.config import EngineSettings
+from core.engine.intake import admit_pictures, with_inputs
 from core.engine.ratelimit import UserRateLimiter
 from core.engine.validation import resolve
 from core.errors import PermissionDenied, QueueFull, UnknownModel
@@ -34,8 +35,8 @@ class UserLimits(Protocol):
 
     shares_quota: bool  # True: ``reserve`` takes the daily quota, so the store must not
 
-    async def check(self, user: str) -> None:
-        """Raise the refusal (cap, rate) that needs no job id; count nothing."""
+    async def check(self, user: str, count: int = 1) -> None:
+        """Raise the refusal (cap for ``count`` more images, rate) that needs no job id; count nothing."""
 
     def admitted(self, user: str) -> None:
         """Count a request that passed ``check`` and is being queued."""
@@ -56,6 +57,14 @@ class UserLimits(Protocol):
         """Release connections, if any."""
 
 
+def cap_refusal(cap: int, waiting: int, count: int) -> QueueFull:
+    """The refusal of ``count`` more images for a user with ``waiting`` of ``cap`` taken."""
+    if waiting >= cap or count == 1:
+        return QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+    return QueueFull(f"You may have {cap} images waiting and {waiting} already are; ask for at most "
+                     f"{cap - waiting} (--n {cap - waiting}), or wait for one to finish.")
+
+
 class LocalLimits:
     """Limits counted in this process: the job table's pending counts and an in-memory rate window.
 
@@ -70,11 +79,11 @@ class LocalLimits:
         self.pending = pending
         self.limiter = UserRateLimiter(settings.rate_limit)
 
-    async def check(self, user: str) -> None:
-        """The cap on waiting jobs, then the rate."""
-        cap = self.settings.max_pending_per_user
-        if self.pending[user] >= cap:
-            raise QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+    async def check(self, user: str, count: int = 1) -> None:
+        """The cap on waiting images (every image asked for with ``--n`` takes a place), then the rate."""
+        cap, waiting = self.settings.max_pending_per_user, self.pending[user]
+        if waiting + count > cap:
+            raise cap_refusal(cap, waiting, count)
         self.limiter.check(user)
 
     def admitted(self, user: str) -> None:
@@ -133,11 +142,13 @@ class Admission:
         user = f"{request.requester.platform}:{request.requester.user_id}"
         if self.banned is not None and await self.banned(user):
             raise PermissionDenied("You are banned from using this bot.")
+        generation = await admit_pictures(request, name, self.models, generation)  # checked, cleaned off the loop
+        request = with_inputs(request, generation)  # plugins vet the cleaned pictures
         hook = self.hook.admit_request
         if hook.get_hookimpls():
             await pipeline(hook, request=request, model=name, engine=self.view)
         if not self.is_admin(request.requester):
-            await self.limits.check(user)
+            await self.limits.check(user, request.options.count)
         return name, generation
 
     def admitted(self, request: ImageRequest) -> None:

@@ -55,6 +55,8 @@ class Deliveries:
     async def past_job(self, job_id: str) -> Job | None:
         """A job by exact id, live or finished, with its whole request: from memory, else the store."""
         job = self.table.recent(job_id)
-        if job is None and self.store is not None:
-            job = await self.store.job(job_id)
-        return job
+        if job is not None and not self.table.lacks_inputs(job_id):
+            return job
+        if self.store is not None:
+            return await self.store.job(job_id)
+        return None  # its pictures are gone from memory and there is no store: a reroll would lose them

@@ -24,6 +24,7 @@ from core.engine.delivery import Deliveries
 from core.engine.events import EventPath
 from core.engine.handle import JobHandle
 from core.engine.health import StoreHealth
+from core.engine.intake import with_inputs
 from core.engine.jobs import JobTable
 from core.engine.lanes import Lanes
 from core.engine.memory_queue import InMemoryQueue
@@ -257,6 +258,7 @@ class Engine:
             raise ServiceStopping()
         self.health.check()
         name, generation = await self.admission.check(request)
+        request = with_inputs(request, generation)  # the cleaned pictures: what the store and the model get
         self._reserve_room(name)
         job = Job(id=self.table.new_id(), request=request, model=name, generation=generation)
         handle = self.table.track(job)

@@ -1,13 +1,16 @@
-"""The job table: this process's live jobs, their handles, each user's pending count, recent requests.
+"""The job table: this process's live jobs, their handles, each user's pending images, recent requests.
 
 Recent finished jobs are kept without their image bytes: Reroll and /info need the request, and the
-job store holds the rest; a thousand 3 MB images must not sit in memory.
+job store holds the rest; a thousand 3 MB images must not sit in memory. For the same reason only
+the newest ``RECENT_INPUTS`` of them keep the pictures their request was made from; older ones are
+read back from the store (``lacks_inputs``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +18,7 @@ from core.engine.handle import JobHandle
 from core.types import Job, JobState
 
 RECENT_JOBS = 1000
+RECENT_INPUTS = 50  # remembered jobs that keep their input pictures (a few MB each)
 RUNNING = (JobState.ENHANCING, JobState.GENERATING)
 
 
@@ -28,6 +32,8 @@ class JobTable:
         self._by_user: dict[str, dict[str, Job]] = {}
         self._recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._recent_limit = recent_limit
+        self._with_inputs: deque[str] = deque()
+        self._stripped: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.live)
@@ -46,12 +52,12 @@ class JobTable:
                 return job_id
 
     def track(self, job: Job) -> JobHandle:
-        """Start tracking ``job``: it counts against its user's pending cap from now on."""
+        """Start tracking ``job``: each image it asks for counts against its user's pending cap from now on."""
         handle = JobHandle(job)
         self.live[job.id] = job
         self._handles[job.id] = handle
         self._by_user.setdefault(job.user_key, {})[job.id] = job
-        self.pending[job.user_key] += 1
+        self.pending[job.user_key] += job.request.options.count
         return handle
 
     def release(self, job: Job) -> None:
@@ -63,7 +69,7 @@ class JobTable:
         mine.pop(job.id, None)
         if not mine:
             self._by_user.pop(job.user_key, None)
-        self.pending[job.user_key] -= 1
+        self.pending[job.user_key] -= job.request.options.count
         if self.pending[job.user_key] <= 0:
             del self.pending[job.user_key]
 
@@ -91,8 +97,26 @@ class JobTable:
         """Keep a finished job's request (not its image) for buttons and /info, the last ``recent_limit``."""
         self._recent[job.id] = (job.request, job.model, job.generation, job.state, job.attempts, job.created_at,
                                 job.started_at, job.finished_at, job.enhanced_prompt, job.error, job.timings)
+        if job.request.images or job.request.mask is not None:
+            self._with_inputs.append(job.id)
+            if len(self._with_inputs) > RECENT_INPUTS:
+                self._strip(self._with_inputs.popleft())
         if len(self._recent) > self._recent_limit:
-            self._recent.popitem(last=False)
+            self._stripped.discard(self._recent.popitem(last=False)[0])
+
+    def _strip(self, job_id: str) -> None:
+        """Forget a remembered job's pictures (the store still has them)."""
+        kept = self._recent.get(job_id)
+        if kept is None:
+            return
+        request = kept[0].model_copy(update={"images": (), "mask": None})
+        generation = dataclasses.replace(kept[2], images=(), mask=None)
+        self._recent[job_id] = (request, kept[1], generation, *kept[3:])
+        self._stripped.add(job_id)
+
+    def lacks_inputs(self, job_id: str) -> bool:
+        """Whether a remembered job's pictures were dropped from memory: read it from the store instead."""
+        return job_id in self._stripped
 
     def recent(self, job_id: str) -> Job | None:
         """A live job, or a finished one still remembered (rebuilt without its image)."""
@@ -108,3 +132,5 @@ class JobTable:
     def forget_recent(self) -> None:
         """Drop the remembered jobs (what a restart forgets)."""
         self._recent.clear()
+        self._with_inputs.clear()
+        self._stripped.clear()

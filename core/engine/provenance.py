@@ -8,21 +8,30 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from core.types import Job
+from core.types import Image, Job
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def provenance(job: Job) -> dict[str, str]:
-    """The text fields recorded for ``job``."""
+def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str, str]:
+    """The text fields recorded for ``image``, the ``index``-th of ``job``'s images.
+
+    Each image of a batch names its own seed (the one that makes it again alone) and its place; an
+    image made from pictures says how many, and the strength or upscale used, never their bytes.
+    """
+    seed = image.seed if image is not None and image.seed is not None else job.generation.seed
     fields = {
         "prompt": job.request.prompt,
         "model": job.model,
-        "seed": "" if job.generation.seed is None else str(job.generation.seed),
+        "seed": "" if seed is None else str(seed),
         "options": job.request.options.model_dump_json(exclude_defaults=True),
         "job": job.id,
         "Software": "SakaiBot",
     }
+    if job.request.options.count > 1:
+        fields["image"] = f"{index + 1} of {job.request.options.count}"
+    if job.generation.images:
+        fields["input_images"] = str(len(job.generation.images)) + (" with a mask" if job.generation.mask else "")
     if job.enhanced_prompt:
         fields["enhanced_prompt"] = job.enhanced_prompt
     return fields

@@ -1,31 +1,19 @@
 """Jobs as JSON for the Redis queue: the fields a waiting job needs to run anywhere.
 
-The request travels as ``ImageRequest.model_dump_json()`` and the generation with the same keys the
-job store uses, so a row and a queued job describe a job the same way. Results, errors and
+The request travels as ``ImageRequest.model_dump_json()`` (its pictures as base64) and the generation
+with the job store's own ``generation_fields``, so a row and a queued job describe a job the same way
+and the input images are rebuilt by the same function. Results, errors and
 timestamps of later states never travel through the queue: a waiting job has none.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from core.types import GenerationRequest, ImageRequest, Job, Size
+from core.store.rows import generation_fields, generation_from
+from core.types import ImageRequest, Job
 
 VERSION = 1
-
-
-def generation_fields(gen: GenerationRequest) -> dict[str, Any]:
-    """The generation as the job store keeps it."""
-    return {"prompt": gen.prompt, "width": gen.size.width, "height": gen.size.height, "seed": gen.seed,
-            "negative_prompt": gen.negative_prompt, "steps": gen.steps, "original_prompt": gen.original_prompt}
-
-
-def generation_from(fields: dict[str, Any]) -> GenerationRequest:
-    """The inverse of ``generation_fields``."""
-    return GenerationRequest(prompt=fields["prompt"], size=Size(fields["width"], fields["height"]),
-                             seed=fields["seed"], negative_prompt=fields["negative_prompt"],
-                             steps=fields["steps"], original_prompt=fields["original_prompt"])
 
 
 def dump_job(job: Job) -> str:
@@ -42,6 +30,7 @@ def load_job(data: str | bytes) -> Job:
     doc = json.loads(data)
     if doc.get("v") != VERSION:
         raise ValueError(f"queued job in format {doc.get('v')!r}; this version reads format {VERSION}")
-    return Job(id=doc["id"], request=ImageRequest.model_validate_json(doc["request"]), model=doc["model"],
-               generation=generation_from(doc["generation"]), attempts=doc["attempts"],
+    request = ImageRequest.model_validate_json(doc["request"])  # its pictures travel in it, as base64
+    return Job(id=doc["id"], request=request, model=doc["model"],
+               generation=generation_from(doc["generation"], request), attempts=doc["attempts"],
                created_at=doc["created_at"], enhanced_prompt=doc["enhanced_prompt"], timings=doc["timings"])

@@ -73,13 +73,13 @@ class JobRunner:
                 await self._enhance(job, model)
             if self.hook.before_generate.get_hookimpls():
                 await pipeline(self.hook.before_generate, job=job, engine=self.view)
-            image = await self._generate(job, model, switch=enhance)
+            images = await self._generate(job, model, switch=enhance)
         except SakaiError as exc:
             return await self._fail(job, exc)
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
             return await self._fail(job, _unexpected(exc))
-        return await self._succeed(job, image)
+        return await self._succeed(job, images)
 
     async def _enhance(self, job: Job, model: ImageModel) -> None:
         started = time.perf_counter()
@@ -103,7 +103,7 @@ class JobRunner:
             log.warning("enhancer %s failed for job %s, keeping the prompt: %s", enhancer.name, job.id, exc)
             return prompt
 
-    async def _generate(self, job: Job, model: ImageModel, *, switch: bool) -> Image:
+    async def _generate(self, job: Job, model: ImageModel, *, switch: bool) -> list[Image]:
         if switch:
             await self.events.set_state(job, JobState.GENERATING, EventKind.GENERATING)
         policy = self.lanes.retry_policy(job.model)
@@ -113,14 +113,22 @@ class JobRunner:
         self.lanes.record(job.model, job.timings["generate"] + job.timings.get("enhance", 0.0))
         return image
 
-    async def _attempt(self, job: Job, model: ImageModel) -> Image:
+    async def _attempt(self, job: Job, model: ImageModel) -> list[Image]:
+        """One image with ``generate``; several (``--n``) with ``generate_batch``, the lane's timeout for each."""
         job.attempts += 1
-        timeout = self.lanes.timeout(job.model)
+        count = job.request.options.count
+        timeout = self.lanes.timeout(job.model) * count
+        progress = self.events.progress_for(job)
         try:
             async with asyncio.timeout(timeout):
-                return await model.generate(job.generation, self.events.progress_for(job))
+                if count == 1:
+                    return [await model.generate(job.generation, progress)]
+                images = await model.generate_batch(job.generation, count, progress)  # progress: the whole batch
         except TimeoutError as exc:
             raise BackendTimeout(f"The {job.model} model did not answer within {timeout:g} s.") from exc
+        if len(images) != count:
+            raise BackendError(detail=f"{job.model} made {len(images)} images for a batch of {count}")
+        return list(images)
 
     def _retrying(self, job: Job) -> OnRetry:
         async def report(attempt: int, error: BaseException, delay: float) -> None:
@@ -128,14 +136,15 @@ class JobRunner:
             await self.events.record(job, EventKind.RETRYING, message=f"retrying in {delay:.0f} s")
         return report
 
-    async def _succeed(self, job: Job, image: Image) -> asyncio.Future[None] | None:
-        image.model = image.model or job.model
-        image.timings.update(job.timings)
-        if image.mime_type == "image/png":
-            image.data = with_text_chunks(image.data, provenance(job))
-        job.result = image
-        if self.hook.after_generate.get_hookimpls():
-            await notify(self.hook.after_generate, job=job, result=image, engine=self.view)
+    async def _succeed(self, job: Job, images: list[Image]) -> asyncio.Future[None] | None:
+        for index, image in enumerate(images):
+            image.model = image.model or job.model
+            image.timings.update(job.timings)
+            if image.mime_type == "image/png":
+                image.data = with_text_chunks(image.data, provenance(job, image, index))
+        job.results = images
+        if self.hook.after_generate.get_hookimpls():  # once per job; a plugin finds every image in job.results
+            await notify(self.hook.after_generate, job=job, result=images[0], engine=self.view)
         return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
     async def _fail(self, job: Job, error: SakaiError) -> asyncio.Future[None] | None:

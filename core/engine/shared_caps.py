@@ -24,23 +24,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from core.engine.admission import cap_refusal
 from core.engine.redis_link import RedisLink
 from core.engine.shared_keys import key_root
-from core.errors import QueueFull
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS[1] the user's set; ARGV: job id, cap (0: none), ttl ms. 1 admitted (or already counted), 0 refused.
+# KEYS[1] the user's set; ARGV: cap (0: none), ttl ms, then the job's slots (one per image, the job id
+# first). 1 admitted (or already counted), 0 refused.
 ADMIT = _NOW + """
-local key, id, cap, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local key, cap, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-if not redis.call('ZSCORE', key, id) and cap > 0 and redis.call('ZCARD', key) >= cap then
+if not redis.call('ZSCORE', key, ARGV[3]) and cap > 0 and redis.call('ZCARD', key) + #ARGV - 2 > cap then
   return 0
 end
-redis.call('ZADD', key, now + ttl, id)
+for i = 3, #ARGV do
+  redis.call('ZADD', key, now + ttl, ARGV[i])
+end
 redis.call('PEXPIRE', key, ttl)
 return 1
 """
@@ -63,9 +66,9 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
-def cap_refusal(cap: int) -> QueueFull:
-    """The refusal a user at the cap gets: the same words as the embedded engine's."""
-    return QueueFull(f"You already have {cap} requests waiting. Wait for one to finish, or /cancel one.")
+def slots(job_id: str, count: int = 1) -> list[str]:
+    """The members one job holds in its user's set: one per image asked for (``--n``), the job id first."""
+    return [job_id, *(f"{job_id}#{index}" for index in range(2, count + 1))]
 
 
 class SharedCaps:
@@ -79,23 +82,28 @@ class SharedCaps:
         self._refresh = link.client.register_script(REFRESH)
         self._count = link.client.register_script(COUNT)
 
-    async def admit(self, user: str, job_id: str, cap: int | None) -> None:
-        """Count ``job_id`` against ``user``'s cap, or raise ``QueueFull`` (``cap`` None: count, never refuse)."""
+    async def admit(self, user: str, job_id: str, cap: int | None, count: int = 1) -> None:
+        """Count ``count`` images of ``job_id`` against ``user``'s cap, or raise ``QueueFull`` (``cap`` None:
+        count, never refuse)."""
+        members = slots(job_id, count)
         admitted = await self.link.call(
-            lambda: self._admit(keys=[self.base + user], args=[job_id, cap or 0, self.ttl_ms]))
+            lambda: self._admit(keys=[self.base + user], args=[cap or 0, self.ttl_ms, *members]))
         if not int(admitted):
-            raise cap_refusal(cap or 0)
+            waiting = await self.count(user)
+            raise cap_refusal(cap or 0, waiting, count)
 
-    async def release(self, user: str, job_id: str) -> bool:
+    async def release(self, user: str, job_id: str, count: int = 1) -> bool:
         """Stop counting ``job_id``; ``False`` if it was not counted (released already, or expired)."""
-        removed = await self.link.call(lambda: self.link.client.zrem(self.base + user, job_id))
+        members = slots(job_id, count)
+        removed = await self.link.call(lambda: self.link.client.zrem(self.base + user, *members))
         return bool(removed)
 
-    async def refresh(self, jobs: Iterable[tuple[str, str]]) -> int:
-        """Push back the deadlines of (user, job id) pairs this process owns; re-adds any Redis lost."""
+    async def refresh(self, jobs: Iterable[tuple[str, str, int]]) -> int:
+        """Push back the deadlines of (user, job id, images) this process owns; re-adds any Redis lost."""
         args: list[str | int] = [self.ttl_ms]
-        for user, job_id in jobs:
-            args += [user, job_id]
+        for user, job_id, count in jobs:
+            for member in slots(job_id, count):
+                args += [user, member]
         if len(args) == 1:
             return 0
         return int(await self.link.call(lambda: self._refresh(keys=[self.base], args=args)))

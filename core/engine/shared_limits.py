@@ -29,7 +29,6 @@ from core.types import Job, JobState
 
 log = logging.getLogger(__name__)
 
-QUOTA_UNITS = 1  # one per job, as the store counts today's rows
 PATIENCE = 10.0  # seconds a user's request waits for Redis before it is refused (as the queue's ``put``)
 BLOCK_SECONDS = 5.0  # no call here blocks; this only sets the socket timeout, as for the queue
 
@@ -48,7 +47,7 @@ class SharedLimits:
         self.quotas = SharedQuotas(link, prefix)
         self.rate = SharedRateLimiter(rate, link, url, prefix)
 
-    async def check(self, user: str) -> None:
+    async def check(self, user: str, count: int = 1) -> None:
         """Nothing to refuse before the job has an id: ``reserve`` checks and counts in one step."""
 
     def admitted(self, user: str) -> None:
@@ -62,9 +61,9 @@ class SharedLimits:
         """
         user = job.user_key
         try:
-            await self.caps.admit(user, job.id, None if exempt else self.cap)
+            await self.caps.admit(user, job.id, None if exempt else self.cap, job.request.options.count)
             if quota is not None and not exempt:
-                await self.quotas.reserve(job.id, user, job.model, quota, QUOTA_UNITS)
+                await self.quotas.reserve(job.id, user, job.model, quota, job.request.options.count)
             if not exempt:
                 await self.rate.acquire(user)
         except QueueFull:
@@ -75,11 +74,11 @@ class SharedLimits:
 
     async def hold(self, job: Job) -> None:
         """Count a job restored after a restart against its user's cap, without refusing it."""
-        await self.caps.admit(job.user_key, job.id, None)
+        await self.caps.admit(job.user_key, job.id, None, job.request.options.count)
 
     async def release(self, job: Job) -> None:
         """``job`` ended (or was never accepted): free its slot; give its quota back unless it is done."""
-        await self.caps.release(job.user_key, job.id)
+        await self.caps.release(job.user_key, job.id, job.request.options.count)
         if job.state is not JobState.DONE:
             await self.quotas.release(job.id)
 
@@ -88,7 +87,7 @@ class SharedLimits:
         while True:
             await asyncio.sleep(self.refresh_seconds)
             try:
-                await self.caps.refresh((job.user_key, job.id) for job in list(live()))
+                await self.caps.refresh((job.user_key, job.id, job.request.options.count) for job in list(live()))
             except Exception as exc:  # Redis away: the next beat tries again before the slots run out
                 log.warning("could not refresh the users' pending slots: %s", exc)
 
@@ -100,7 +99,7 @@ class SharedLimits:
         """Give back whatever a refused or interrupted reservation took; a failure here is bounded
         (a slot runs out after ``slot_seconds``, a quota unit at the end of the day)."""
         with contextlib.suppress(Exception):
-            await self.caps.release(job.user_key, job.id)
+            await self.caps.release(job.user_key, job.id, job.request.options.count)
         with contextlib.suppress(Exception):
             await self.quotas.release(job.id)
 

@@ -18,7 +18,7 @@ PRUNE_EVERY = 3600.0  # seconds between sweeps of the folder for expired images
 
 
 class ImageArchive:
-    """Writes ``<job id>.<ext>`` for each finished image; deletes files older than ``days``."""
+    """Writes ``<job id>.<ext>`` for each finished image (``<job id>-2.<ext>``… for a batch); prunes after ``days``."""
 
     def __init__(self, folder: str | Path, days: int) -> None:
         self.folder = Path(folder)
@@ -27,12 +27,16 @@ class ImageArchive:
 
     @hookimpl
     async def after_generate(self, job: Job, result: Image, engine: EngineView) -> None:
-        """Keep a copy of the image."""
-        await asyncio.to_thread(self._write, f"{job.id}.{result.extension}", result.data)
+        """Keep a copy of every image of the job."""
+        images = job.results or [result]
+        files = [(f"{job.id}{'' if n == 0 else f'-{n + 1}'}.{image.extension}", image.data)
+                 for n, image in enumerate(images)]
+        await asyncio.to_thread(self._write, files)
 
-    def _write(self, name: str, data: bytes) -> None:
+    def _write(self, files: list[tuple[str, bytes]]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / name).write_bytes(data)
+        for name, data in files:
+            (self.folder / name).write_bytes(data)
         if time.time() - self._pruned_at < PRUNE_EVERY:  # listing the folder per image would grow with it
             return
         self._pruned_at = time.time()

@@ -28,9 +28,11 @@ from core.types import Job
 
 T = TypeVar("T")
 PRUNE_CHUNK = 500  # rows per transaction, so a large prune never holds up the lifecycle writes for long
-UNDELIVERED_SQL = ("SELECT jobs.*, pending_results.data AS data FROM jobs JOIN pending_results"
-                   " ON pending_results.job_id = jobs.id WHERE jobs.platform = ? AND jobs.state = 'done'"
-                   f" AND jobs.delivered_at IS NULL AND jobs.delivery_attempts < {ops.MAX_SENDS} ORDER BY seq")
+UNDELIVERED_SQL = ("SELECT * FROM jobs WHERE platform = ? AND state = 'done' AND delivered_at IS NULL"
+                   f" AND delivery_attempts < {ops.MAX_SENDS} AND EXISTS (SELECT 1 FROM pending_results"
+                   " WHERE pending_results.job_id = jobs.id) ORDER BY seq")
+INPUTS_SQL = "SELECT idx, data FROM job_inputs WHERE job_id = ?"
+RESULTS_SQL = "SELECT data FROM pending_results WHERE job_id = ? ORDER BY idx"
 
 
 class JobStore:
@@ -104,15 +106,27 @@ class JobStore:
     async def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return await self._read(self._rows, sql, params)
 
+    def _jobs(self, sql: str, params: tuple[Any, ...], results: bool) -> list[Job]:
+        """Whole jobs in one hop to the thread: each row with its pictures and, if asked, its pending images."""
+        jobs = []
+        for row in self._rows(sql, params):
+            inputs = [(r["idx"], r["data"]) for r in self._rows(INPUTS_SQL, (row["id"],))]
+            kept = [r["data"] for r in self._rows(RESULTS_SQL, (row["id"],))] if results else None
+            jobs.append(to_job(row, kept, inputs))
+        return jobs
+
+    async def _select_jobs(self, sql: str, params: tuple[Any, ...], *, results: bool = False) -> list[Job]:
+        return await self._read(self._jobs, sql, params, results)
+
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
         return int(await self._writer.write(ops.execute, sql, params))
 
     # ------------------------------------------------------------------ the job lifecycle (durable writes)
     async def enqueue(self, job: Job, daily_quota: int | None) -> None:
         """Insert ``job``'s row, within ``daily_quota`` (checked and reserved in the same transaction)."""
-        refused = await self._writer.write(ops.insert, job, daily_quota)
-        if refused:
-            raise quota_refusal(daily_quota or 0, job.model)
+        left = await self._writer.write(ops.insert, job, daily_quota)
+        if left is not None:
+            raise quota_refusal(daily_quota or 0, job.model, left=left)
 
     async def started(self, job: Job) -> None:
         """An attempt begins; counted before it runs, so a crash during it is known."""
@@ -168,20 +182,18 @@ class JobStore:
     # ------------------------------------------------------------------ the old whole-row writes
     # ------------------------------------------------------------------ reads
     async def job(self, job_id: str) -> Job | None:
-        """One stored job by its exact id, request included, without image bytes."""
-        rows = await self._select("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return to_job(rows[0]) if rows else None
+        """One stored job by its exact id, request and its pictures included, without result bytes."""
+        jobs = await self._select_jobs("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return jobs[0] if jobs else None
 
     async def unfinished(self, platform: str) -> list[Job]:
         """A platform's jobs that were waiting or running when the process stopped, in their original order."""
-        rows = await self._select(f"SELECT * FROM jobs WHERE platform = ? AND state IN {ops.UNFINISHED}"
-                                  " AND delivered_at IS NULL ORDER BY seq", (platform,))
-        return [to_job(row) for row in rows]
+        return await self._select_jobs(f"SELECT * FROM jobs WHERE platform = ? AND state IN {ops.UNFINISHED}"
+                                       " AND delivered_at IS NULL ORDER BY seq", (platform,))
 
     async def undelivered(self, platform: str) -> list[Job]:
-        """A platform's finished jobs whose image never reached the user and may still be sent, with the image."""
-        rows = await self._select(UNDELIVERED_SQL, (platform,))
-        return [to_job(row, row["data"]) for row in rows]
+        """A platform's finished jobs whose images never reached the user and may still be sent, with the images."""
+        return await self._select_jobs(UNDELIVERED_SQL, (platform,), results=True)
 
     async def history(self, platform: str, user_id: str, limit: int = 10) -> list[JobRecord]:
         """A user's newest jobs first."""
@@ -200,7 +212,7 @@ class JobStore:
         return [to_record(row) for row in rows]
 
     async def used_today(self, platform: str, user_id: str, model: str) -> int:
-        """Images counted against today's quota: everything not failed or cancelled."""
+        """Images counted against today's quota (each of a ``--n`` request): everything not failed or cancelled."""
         rows = await self._select(ops.USED_TODAY_SQL, (platform, user_id, model, start_of_day()))
         return int(rows[0][0])
 

@@ -55,6 +55,23 @@ STEPS: tuple[str, ...] = (
     CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, pid INTEGER NOT NULL);
     DROP INDEX jobs_by_state;
     """,
+    # 5: images in (issue 15): a job may make several images (--n), each counted by the daily quota and each
+    #    kept until delivered (pending_results gets an index); the pictures a user sent are kept as raw
+    #    bytes beside their job (job_inputs; the mask at index -1), so a restart or a reroll has them
+    """
+    ALTER TABLE jobs ADD COLUMN images INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE pending_images (
+        job_id TEXT NOT NULL REFERENCES jobs (id), idx INTEGER NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (job_id, idx)
+    );
+    INSERT INTO pending_images (job_id, idx, data) SELECT job_id, 0, data FROM pending_results;
+    DROP TABLE pending_results;
+    ALTER TABLE pending_images RENAME TO pending_results;
+    CREATE TABLE job_inputs (
+        job_id TEXT NOT NULL REFERENCES jobs (id), idx INTEGER NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (job_id, idx)
+    );
+    """,
 )
 LATEST = len(STEPS)
 

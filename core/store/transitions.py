@@ -11,7 +11,15 @@ import sqlite3
 import time
 from typing import Any
 
-from core.store.rows import error_text, generation_json, result_json, start_of_day, timings_json
+from core.store.rows import (
+    error_text,
+    generation_json,
+    inputs_of,
+    request_json,
+    result_json,
+    start_of_day,
+    timings_json,
+)
 from core.types import Image, Job, JobState
 
 MAX_SENDS = 2  # the first send, and one resend when a crash left it "delivering"
@@ -23,32 +31,37 @@ CRASHED = ("This request stopped the bot {n} times while it was being made, so i
 
 INSERT_SQL = """
 INSERT INTO jobs (id, platform, user_id, chat_id, model, state, attempts, request, generation, enhanced_prompt,
-                  timings, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
+                  timings, created_at, updated_at, images)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
 """
-USED_TODAY_SQL = ("SELECT COUNT(*) FROM jobs WHERE platform = ? AND user_id = ? AND model = ? AND created_at >= ?"
-                  " AND state NOT IN ('failed', 'cancelled')")
+INPUT_SQL = "INSERT OR REPLACE INTO job_inputs (job_id, idx, data) VALUES (?, ?, ?)"
+USED_TODAY_SQL = ("SELECT COALESCE(SUM(images), 0) FROM jobs WHERE platform = ? AND user_id = ? AND model = ?"
+                  " AND created_at >= ? AND state NOT IN ('failed', 'cancelled')")
 STARTED_SQL = ("UPDATE jobs SET state = ?, attempts = ?, started_at = ?, runs = runs + 1, updated_at = ?"
                " WHERE id = ?")
 UPDATE_SQL = ("UPDATE jobs SET state = ?, enhanced_prompt = ?, generation = ?, attempts = ?, timings = ?,"
               " updated_at = ? WHERE id = ?")
 FINISH_SQL = ("UPDATE jobs SET state = ?, attempts = ?, enhanced_prompt = ?, error = ?, result = ?, timings = ?,"
               " started_at = ?, finished_at = ?, updated_at = ? WHERE id = ?")
-KEEP_SQL = "INSERT OR REPLACE INTO pending_results (job_id, data) VALUES (?, ?)"
+KEEP_SQL = "INSERT OR REPLACE INTO pending_results (job_id, idx, data) VALUES (?, ?, ?)"
 SUSPEND_SQL = "UPDATE jobs SET state = 'queued', started_at = NULL, updated_at = ? WHERE id = ?"
 
 
-def insert(conn: sqlite3.Connection, job: Job, quota: int | None) -> bool:
-    """Insert ``job``'s row; with a quota, only if today's count is below it. ``True`` if refused."""
-    who = job.request.requester
+def insert(conn: sqlite3.Connection, job: Job, quota: int | None) -> int | None:
+    """Insert ``job``'s row and its pictures; with a quota, only if today's images plus this job's fit in it.
+
+    Every image asked for (``--n``) counts. ``None`` when inserted, else how many images are left today.
+    """
+    who, count = job.request.requester, job.request.options.count
     if quota is not None:
         used = conn.execute(USED_TODAY_SQL, (who.platform, who.user_id, job.model, start_of_day())).fetchone()[0]
-        if used >= quota:
-            return True
+        if used + count > quota:
+            return max(0, quota - used)
     conn.execute(INSERT_SQL, (job.id, who.platform, who.user_id, who.chat_id, job.model, job.state.value,
-                              job.attempts, job.request.model_dump_json(), generation_json(job.generation),
-                              job.enhanced_prompt, timings_json(job.timings), job.created_at, time.time()))
-    return False
+                              job.attempts, request_json(job.request), generation_json(job.generation),
+                              job.enhanced_prompt, timings_json(job.timings), job.created_at, time.time(), count))
+    conn.executemany(INPUT_SQL, [(job.id, index, data) for index, data in inputs_of(job.request)])
+    return None
 
 
 def execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
@@ -63,21 +76,20 @@ def update(conn: sqlite3.Connection, values: tuple[Any, ...]) -> None:
                               time.time(), job_id))
 
 
-def finish(conn: sqlite3.Connection, values: tuple[Any, ...], image: Image | None) -> None:
-    """The final state and what it produced; a done job's bytes wait in ``pending_results`` until delivered."""
+def finish(conn: sqlite3.Connection, values: tuple[Any, ...], images: list[Image]) -> None:
+    """The final state and what it produced; a done job's images wait in ``pending_results`` until delivered."""
     state, attempts, prompt, error, timings, started, finished, job_id = values
-    conn.execute(FINISH_SQL, (state, attempts, prompt, error, result_json(image), timings_json(timings), started,
+    conn.execute(FINISH_SQL, (state, attempts, prompt, error, result_json(images), timings_json(timings), started,
                               finished, time.time(), job_id))
-    if image is not None:
-        conn.execute(KEEP_SQL, (job_id, image.data))
+    conn.executemany(KEEP_SQL, [(job_id, index, image.data) for index, image in enumerate(images)])
 
 
-def finish_values(job: Job) -> tuple[tuple[Any, ...], Image | None]:
+def finish_values(job: Job) -> tuple[tuple[Any, ...], list[Image]]:
     """Taken on the loop, since the job may change once the caller moves on; serialised on the thread."""
-    image = job.result if job.state is JobState.DONE else None
+    images = list(job.results) if job.state is JobState.DONE else []
     values = (job.state.value, job.attempts, job.enhanced_prompt, error_text(job), dict(job.timings),
               job.started_at, job.finished_at, job.id)
-    return values, image
+    return values, images
 
 
 def recover(conn: sqlite3.Connection, max_crashes: int) -> list[str]:
@@ -100,6 +112,7 @@ def prune(conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
     ids = [(row[0],) for row in conn.execute(
         f"SELECT id FROM jobs WHERE finished_at < ? AND state IN ({marks}) LIMIT ?", (cutoff, *FINISHED, limit))]
     conn.executemany("DELETE FROM pending_results WHERE job_id = ?", ids)
+    conn.executemany("DELETE FROM job_inputs WHERE job_id = ?", ids)
     conn.executemany("DELETE FROM jobs WHERE id = ?", ids)
     return len(ids)
 
