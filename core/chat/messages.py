@@ -53,15 +53,37 @@ def elapsed(job: Job) -> float:
 
 
 def caption(job: Job, *, with_id: bool = False) -> str:
-    """The text under a finished image: model, seed, time (and the job id for ``/info``), and the prompt used."""
-    image = job.result
-    seed = image.seed if image and image.seed is not None else job.generation.seed
-    parts = [f"🎨 {job.model}", f"seed {seed}" if seed is not None else None, f"{elapsed(job):.1f} s",
-             f"#{job.id}" if with_id else None]
+    """The text under finished images: model, seed(s), time (and the job id for ``/info``), and the prompt used.
+
+    Several images share one caption, their seeds listed in the order the images are shown; an
+    upscale says so instead of a seed.
+    """
+    parts = [f"🎨 {job.model}", _what(job), f"{elapsed(job):.1f} s", f"#{job.id}" if with_id else None]
     head = " · ".join(p for p in parts if p)
+    if job.request.options.upscale:
+        return f"{head}\n📝 {job.request.prompt}"
     if job.enhanced_prompt:
         return f"{head}\n✨ {job.enhanced_prompt}\n📝 {job.request.prompt}"
     return f"{head}\n📝 {job.generation.prompt}"
+
+
+def seeds(job: Job) -> list[int]:
+    """The seeds of the images, in order (the requested one when a model reports none)."""
+    found = [image.seed for image in job.results if image.seed is not None]
+    if found:
+        return found
+    return [job.generation.seed] if job.generation.seed is not None else []
+
+
+def _what(job: Job) -> str | None:
+    """"upscaled 2x", "seed 42", or "4 images · seeds 42, 43, 44, 45"."""
+    if job.request.options.upscale:
+        return f"upscaled {job.request.options.upscale}x"
+    numbers = seeds(job)
+    if len(job.results) > 1:
+        listed = f" · seeds {', '.join(map(str, numbers))}" if numbers else ""
+        return f"{len(job.results)} images{listed}"
+    return f"seed {numbers[0]}" if numbers else None
 
 
 def truncate_words(text: str, limit: int, ellipsis: str = "…") -> str:
