@@ -78,7 +78,7 @@ def _followups(fake: FakeDiscord, token: str) -> list[Any]:
 async def test_slash_image_defers_edits_and_follows_up_with_png_and_buttons(fake, engine):
     platform = await _platform(fake, engine)
     assert {c["name"] for c in fake.commands} == {"image", "models", "queue", "cancel", "help", "history", "info",
-                                                  "settings", "stats", "ban", "unban"}
+                                                  "settings", "stats", "ban", "unban", "upscale", "Edit with SakaiBot"}
     image_command = next(c for c in fake.commands if c["name"] == "image")
     assert any(o.get("autocomplete") for o in image_command["options"] if o["name"] == "model")
     token = await fake.slash("image", ALICE, prompt="a lighthouse at dusk", seed=42)

@@ -233,8 +233,9 @@ class FakeDiscord:
             return _json({"id": str(APP_ID), "name": "SakaiBot", "description": "", "icon": None, "bot_public": True,
                           "bot_require_code_grant": False, "verify_key": "0" * 64, "owner": BOT_USER, "flags": 0})
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
-            self.commands = [{**c, "id": str(snowflake(n)), "application_id": str(APP_ID), "version": "1"}
-                             for n, c in enumerate(body)]
+            # Discord answers with every field; a message command's description is "" (it has none)
+            self.commands = [{"description": "", **c, "id": str(snowflake(n)), "application_id": str(APP_ID),
+                              "version": "1"} for n, c in enumerate(body)]
             return _json(self.commands)
         if parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[1], parts[2], body)
