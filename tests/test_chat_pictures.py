@@ -123,3 +123,11 @@ async def test_result_buttons_and_captions_for_several_images_and_upscales(engin
     assert Buttons.of(upscaled, engine.models).actions == ("reroll", "variation")  # no upscale of an upscale
     assert " · upscaled 2x · " in caption(upscaled) and "seed" not in caption(upscaled)
     assert Buttons.of(job, {"preview": engine.models["preview"]}).actions == ("reroll", "variation")
+
+
+async def test_models_and_help_say_where_pictures_go(engine):
+    from core.chat.messages import help_text, models_text
+    listed = models_text(engine)
+    assert "• pic (default) - Test model that takes pictures (starts from a picture, upscales 2x)" in listed
+    assert "• preview - " in listed and "/upscale [2-4]" in help_text(engine)
+    assert "--n: how many images at once" in help_text(engine)

@@ -9,6 +9,7 @@ from core.types import EventKind, Job, JobEvent
 
 if TYPE_CHECKING:
     from core.engine import Engine
+    from core.interfaces import ImageModel
     from core.types import Requester
 
 
@@ -126,9 +127,19 @@ def models_text(engine: Engine) -> str:
     lines = ["Models:"]
     for name, model in sorted(engine.models.items()):
         mark = " (default)" if name == default else ""
-        lines.append(f"• {name}{mark} - {model.description}")
+        lines.append(f"• {name}{mark} - {model.description}{_abilities(model)}")
     lines.append("Use /image=<model>=<prompt>.")
     return "\n".join(lines)
+
+
+def _abilities(model: ImageModel) -> str:
+    """What a model does besides text to image, so people know where a picture or /upscale goes."""
+    caps, found = model.capabilities, []
+    if caps.inputs is not None and (caps.inputs.image_to_image or caps.inputs.edit):
+        found.append("edits pictures" if caps.inputs.edit else "starts from a picture")
+    if caps.upscale_factors:
+        found.append("upscales " + "/".join(f"{f}x" for f in caps.upscale_factors))
+    return f" ({', '.join(found)})" if found else ""
 
 
 def queue_text(engine: Engine, requester: Requester) -> str:
@@ -149,6 +160,7 @@ def help_text(engine: Engine) -> str:
         "SakaiBot makes images from your words.\n"
         f"/image=<model>=<prompt> - e.g. /image={engine.settings.engine.default_model}=a lighthouse at dusk\n"
         "/image <prompt> - with the default model\n"
+        "With a picture: attach it (or reply to it) with /image to start from it, or /upscale [2-4]\n"
         f"Options, after the prompt:\n{options}\n"
         f"/models - the models ({models})\n"
         "/queue - what is waiting\n"
