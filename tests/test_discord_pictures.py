@@ -179,3 +179,13 @@ async def test_four_images_are_one_message_with_buttons_per_picture(fake, platfo
     await _until(lambda: _followups(fake, pressed))
     upscale = next(r for r, _ in admitted.requests if r.options.upscale)
     assert pixels(upscale.images[0]) == pixels(png(90))
+
+
+async def test_a_picture_deleted_before_it_is_read_is_a_private_message(fake, platform, admitted):
+    picture = fake.attachment("gone.png", INPUT)
+    del fake.cdn[picture["id"]]  # deleted between the command and the download
+    token = await fake.slash("image", ALICE, prompt="x", image=picture)
+    await _until(lambda: _followups(fake, token))
+    said = _followups(fake, token)[-1].json
+    assert said["content"] == "❌ That picture was deleted from Discord; attach it again." and said["flags"] == 64
+    assert not admitted.requests

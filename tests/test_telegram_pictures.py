@@ -225,3 +225,13 @@ async def test_four_images_as_files_go_as_a_document_album(engine):
     album, = tg.sender.of(SendAlbum)
     assert all(isinstance(single.media, types.InputMediaDocument) for single in album.multi_media)
     await platform.stop()
+
+
+async def test_a_failed_download_is_a_message_in_the_status(engine, admitted):
+    platform, tg = await _platform(engine)
+    tg.sender.fail(GetFile, errors.LocationInvalidError(request=None))
+    await tg.message("/image=pic=broken", sender=ALICE, media=tg.photo(INPUT))
+    await _until(lambda: tg.sender.of(Edit))
+    assert tg.sender.of(Edit)[-1].message == "❌ Telegram did not let me download that picture; send it again."
+    assert not admitted.requests
+    await platform.stop()

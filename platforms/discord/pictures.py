@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import discord
 
 from core.chat.inputs import Fetch
@@ -47,7 +48,7 @@ def fetcher(attachment: discord.Attachment) -> Fetch:
             return await attachment.read()
         except discord.NotFound as exc:
             raise InvalidRequest("That picture was deleted from Discord; attach it again.") from exc
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             raise SakaiError("Discord did not let me download that picture; try again.", detail=str(exc)) from exc
     return fetch
 

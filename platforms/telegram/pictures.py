@@ -58,7 +58,7 @@ def fetcher(client: TelegramClient, message: Any) -> Fetch:
         check_size(message)
         try:
             data = await client.download_media(message, file=bytes)
-        except errors.RPCError as exc:
+        except (errors.RPCError, ValueError, ConnectionError) as exc:  # ValueError: a CDN redirect bots may not follow
             raise SakaiError("Telegram did not let me download that picture; send it again.",
                              detail=f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(data, bytes) or not data:
