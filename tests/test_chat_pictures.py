@@ -120,7 +120,7 @@ async def test_result_buttons_and_captions_for_several_images_and_upscales(engin
     assert Buttons.of(job, engine.models) == Buttons(job.id, ("reroll", "variation", "upscale"), 4)
     assert caption(job).startswith("🎨 pic · 4 images · seeds 5, 6, 7, 8 · ")
     upscaled = await engine.past_job(await _done(chat, "/upscale", (PICTURE,)))
-    assert Buttons.of(upscaled, engine.models).actions == ("reroll", "variation")  # no upscale of an upscale
+    assert Buttons.of(upscaled, engine.models).actions == ()  # an upscale is a finished picture
     assert " · upscaled 2x · " in caption(upscaled) and "seed" not in caption(upscaled)
     assert Buttons.of(job, {"preview": engine.models["preview"]}).actions == ("reroll", "variation")
 
@@ -131,3 +131,15 @@ async def test_models_and_help_say_where_pictures_go(engine):
     assert "• pic (default) - Test model that takes pictures (starts from a picture, upscales 2x)" in listed
     assert "• preview - " in listed and "/upscale [2-4]" in help_text(engine)
     assert "--n: how many images at once" in help_text(engine)
+
+
+async def test_recording_platform_passes_pictures_and_records_each_image(engine, admitted):
+    from core.testing import RecordingPlatform
+    recorder = RecordingPlatform("alice")
+    await recorder.start(engine)
+    handle = await recorder.image("make it red", "pic", images=(PICTURE,), strength=0.5)
+    await handle.wait()
+    await recorder.wait_closed()
+    assert admitted.requests[0][0].images == (PICTURE,) and admitted.requests[0][0].options.strength == 0.5
+    photos = recorder.of_kind("photo")
+    assert [p.data for p in photos] == [image.data for image in handle.job.results] and len(photos) >= 1

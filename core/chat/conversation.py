@@ -58,9 +58,10 @@ class Buttons:
 
     @classmethod
     def of(cls, job: Job, models: Mapping[str, ImageModel]) -> Buttons:
-        """The result buttons ``job`` gets here: Upscale where a model upscales (not on an upscale)."""
-        upscale = offers_upscale(models) and job.request.options.upscale is None
-        return cls.result(job.id, max(1, len(job.results)), upscale=upscale)
+        """The result buttons ``job`` gets here: Upscale where a model upscales; none under an upscale (it is done)."""
+        if job.request.options.upscale is not None:
+            return cls(job.id, (), max(1, len(job.results)))
+        return cls.result(job.id, max(1, len(job.results)), upscale=offers_upscale(models))
 
 
 NONE = Buttons()
