@@ -118,12 +118,18 @@ async def test_edit_with_sakaibot_asks_in_a_modal_then_edits_the_picture(fake, p
     assert pixels(request.images[0]) == pixels(INPUT)
 
 
-async def test_edit_with_sakaibot_on_a_message_without_a_picture(fake, platform):
-    posted = fake.user_message(ALICE, "just words", [])
+@pytest.mark.parametrize(("attachments", "message"), [
+    ([], "That message has no picture to edit"),
+    ([("huge.png", LIMIT * 3)], "That picture is 30.0 MB; the limit here is 10 MB."),
+])
+async def test_edit_with_sakaibot_refuses_at_once_without_a_usable_picture(fake, platform, attachments, message):
+    posted = fake.user_message(ALICE, "words", [fake.attachment(name, INPUT, stated_size=size)
+                                                for name, size in attachments])
     token = await fake.message_command("Edit with SakaiBot", posted, ALICE)
     await _until(lambda: fake.for_token(token))
     answer = _first_answer(fake, token)
-    assert answer["type"] == 4 and answer["data"]["content"].startswith("That message has no picture")
+    assert answer["type"] == 4 and answer["data"]["flags"] == 64 and answer["data"]["content"].startswith(message)
+    assert not fake.downloads
 
 
 async def test_upscale_command_uses_the_upscaler(fake, platform, admitted):

@@ -23,7 +23,7 @@ from core.chat.commands import CancelCommand, Command, ImageCommand, UpscaleComm
 from core.chat.conversation import Conversation
 from core.chat.inputs import Inputs
 from core.chat.pacing import REAL_CLOCK, Clock
-from core.errors import InvalidCommand
+from core.errors import InvalidCommand, InvalidRequest, PermissionDenied
 from core.types import MAX_SEED, GenerationOptions, ImageRequest
 from platforms.discord.access import Access
 from platforms.discord.modals import EditModal
@@ -182,19 +182,23 @@ class DiscordPlatform(Platform):
 
     async def ask_edit(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """"Edit with SakaiBot" on a message: its first picture, checked, then the instruction in a modal."""
-        refusal = self.access.refusal(interaction)
-        picture = first_picture(message)
-        if refusal is None and picture is None:
-            refusal = "That message has no picture to edit (PNG, JPEG, WebP or GIF)."
-        if refusal is None and picture is not None:
-            try:
-                check(picture, interaction.filesize_limit)
-            except SakaiError as exc:
-                refusal = exc.user_message
-        if refusal is not None or picture is None:
-            await interaction.response.send_message(refusal or "", ephemeral=True)
+        try:
+            picture = self._editable(interaction, message)
+        except SakaiError as exc:
+            await interaction.response.send_message(exc.user_message[:2000], ephemeral=True)
             return
         await interaction.response.send_modal(EditModal(self, picture))
+
+    def _editable(self, interaction: discord.Interaction, message: discord.Message) -> discord.Attachment:
+        """The picture to edit, or the refusal: a place not served, no picture, or one too large."""
+        refusal = self.access.refusal(interaction)
+        if refusal:
+            raise PermissionDenied(refusal)
+        picture = first_picture(message)
+        if picture is None:
+            raise InvalidRequest("That message has no picture to edit (PNG, JPEG, WebP or GIF).")
+        check(picture, interaction.filesize_limit)
+        return picture
 
     @staticmethod
     def image_command(prompt: str, model: str | None, options: dict[str, Any]) -> ImageCommand:

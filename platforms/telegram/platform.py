@@ -180,6 +180,10 @@ class TelegramPlatform(Platform):
         if press.action == "cancel":
             await self._cancel(event, press.job_id)
             return
+        await self._redo(event, press)
+
+    async def _redo(self, event: Any, press: buttons.Press) -> None:
+        """Reroll, Variation or Upscale, answered under the message the button is on."""
         await event.answer({"reroll": "🔁 On it!", "variation": "🎲 On it!"}.get(press.action, "🔍 On it!"))
         target = self._target(event.chat_id, event.message_id, int(event.sender_id))
         requester = self._requester(event)
