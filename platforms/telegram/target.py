@@ -109,11 +109,12 @@ class TelegramTarget:
                                   detail=str(exc)) from exc
 
     async def _deliver_album(self, job: Job, as_file: bool, wanted: Buttons) -> None:
+        """The album once, then its buttons on a message replying to it (an album cannot carry them)."""
         if self.album is None:
             self.album = await send_album(self.outbox.client, self.chat, job, reply_to=self.reply_to,
                                           as_file=as_file)
             await self._take()
-        if self.outbox.userbot:
+        if self.outbox.userbot or not wanted.actions:
             return  # no inline buttons for user accounts
         markup = keyboards.album_buttons(wanted, self.owner, [message.id for message in self.album])
         try:
