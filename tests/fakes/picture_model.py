@@ -40,10 +40,11 @@ class PictureModel(ImageModel):
                                          upscale_factors=(2,))
 
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
-        """A PNG whose colour follows the seed: different seeds, visibly different pictures."""
+        """A PNG of the asked size (an upscale's too) whose colour follows the seed."""
         await progress(1.0)
-        return Image(data=png(request.seed % 256), mime_type="image/png", width=64, height=64, seed=request.seed,
-                     model=self.name)
+        size = (request.size.width, request.size.height)
+        return Image(data=png(request.seed % 256, size), mime_type="image/png", width=size[0], height=size[1],
+                     seed=request.seed, model=self.name)
 
 
 def png(shade: int, size: tuple[int, int] = (64, 64)) -> bytes:
