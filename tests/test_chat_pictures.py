@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import plugins.preview
 from core import Image
 from core.chat import ChatService, JobReply, TextReply
 from core.chat.commands import ImageCommand, UpscaleCommand, parse_command
@@ -16,7 +15,7 @@ from core.chat.messages import caption
 from core.engine import Engine
 from core.testing import running_engine
 from core.types import Requester
-from tests.fakes.picture_model import BACKEND, Admitted, PictureModel, png
+from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, PictureModel, png
 
 ALICE = Requester(platform="test", user_id="alice", chat_id="c")
 PICTURE = png(200)
@@ -30,8 +29,8 @@ def admitted() -> Admitted:
 @pytest.fixture
 async def engine(admitted) -> AsyncIterator[Engine]:
     config = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
-              "models": {"pic": {"backend": BACKEND}, "preview": {"backend": "preview", "area": 64 * 64}}}
-    async with running_engine(config, [plugins.preview, admitted]) as started:
+              "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
+    async with running_engine(config, [admitted]) as started:
         yield started
 
 
@@ -69,7 +68,7 @@ async def test_a_command_carries_its_pictures_and_a_reroll_keeps_them(engine, ad
 async def test_variation_starts_from_the_result_only_where_the_model_takes_pictures(engine, admitted):
     chat = ChatService(engine)
     picture_job = await _done(chat, "/image=pic=a lighthouse --n 3")
-    text_job = await _done(chat, "/image=preview=a lighthouse")
+    text_job = await _done(chat, "/image=words=a lighthouse")
     fetch = Fetches(png(7))
     await chat.again(picture_job, True, ALICE, image=fetch)
     varied = admitted.requests[2][0]
@@ -81,7 +80,7 @@ async def test_variation_starts_from_the_result_only_where_the_model_takes_pictu
 
 async def test_upscale_of_a_result_goes_to_an_upscaler(engine, admitted):
     chat = ChatService(engine)
-    job_id = await _done(chat, "/image=preview=a fox")
+    job_id = await _done(chat, "/image=words=a fox")
     reply = await chat.upscale(job_id, ALICE, Fetches())
     assert isinstance(reply, JobReply)
     request, model = admitted.requests[1]
@@ -94,8 +93,10 @@ async def test_upscale_command_needs_a_picture_and_an_upscaler(engine, admitted)
     chat = ChatService(engine)
     none = await chat.answer(UpscaleCommand(), ALICE)
     assert isinstance(none, TextReply) and "attach it, or reply to it" in none.text
-    named = await chat.answer(UpscaleCommand(2, "preview"), ALICE, inputs=_pictures)
-    assert isinstance(named, TextReply) and named.text == "No model here upscales 2x. Upscalers: pic (2x)."
+    named = await chat.answer(UpscaleCommand(2, "words"), ALICE, inputs=_pictures)
+    assert isinstance(named, TextReply) and named.text == "The words model cannot upscale. Upscalers: pic (2x)."
+    factor = await chat.answer(UpscaleCommand(4, "pic"), ALICE, inputs=_pictures)
+    assert isinstance(factor, TextReply) and factor.text == "The pic model does not upscale 4x. Upscalers: pic (2x)."
     assert not admitted.requests
 
 
@@ -122,14 +123,14 @@ async def test_result_buttons_and_captions_for_several_images_and_upscales(engin
     upscaled = await engine.past_job(await _done(chat, "/upscale", (PICTURE,)))
     assert Buttons.of(upscaled, engine.models).actions == ()  # an upscale is a finished picture
     assert " · upscaled 2x · " in caption(upscaled) and "seed" not in caption(upscaled)
-    assert Buttons.of(job, {"preview": engine.models["preview"]}).actions == ("reroll", "variation")
+    assert Buttons.of(job, {"words": engine.models["words"]}).actions == ("reroll", "variation")
 
 
 async def test_models_and_help_say_where_pictures_go(engine):
     from core.chat.messages import help_text, models_text
     listed = models_text(engine)
     assert "• pic (default) - Test model that takes pictures (starts from a picture, upscales 2x)" in listed
-    assert "• preview - " in listed and "/upscale [2-4]" in help_text(engine)
+    assert "• words - Test model for words only" in listed and "/upscale [2-4]" in help_text(engine)
     assert "--n: how many images at once" in help_text(engine)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import plugins.preview
 from core import Image
 from core.errors import InvalidCommand
 from core.testing import running_engine
@@ -30,7 +29,7 @@ async def _console(tmp_path: Path, admitted: Admitted, *lines: str) -> str:
     out = io.StringIO()
     console = ConsolePlatform(ConsoleSettings(enabled=True, output_dir=tmp_path / "out"), lines=_lines(*lines),
                               out=out)
-    async with running_engine(CONFIG, [plugins.preview, admitted]) as engine:
+    async with running_engine(CONFIG, [admitted]) as engine:
         await engine.serve([console])
     return out.getvalue()
 

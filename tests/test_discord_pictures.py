@@ -13,7 +13,6 @@ from typing import Any
 import discord
 import pytest
 
-import plugins.preview
 from core import Image
 from core.chat.commands import image_command
 from core.engine import Engine
@@ -23,7 +22,7 @@ from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings
 from platforms.discord.target import DiscordTarget
 from tests.fakes.discord import FakeDiscord, snowflake, user_payload
-from tests.fakes.picture_model import BACKEND, Admitted, pixels, png
+from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, pixels, png
 
 ALICE = user_payload(601, "alice")
 INPUT = png(30, (96, 80))
@@ -48,8 +47,8 @@ def admitted() -> Admitted:
 @pytest.fixture
 async def engine(admitted) -> AsyncIterator[Engine]:
     config = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
-              "models": {"pic": {"backend": BACKEND}, "preview": {"backend": "preview", "area": 64 * 64}}}
-    async with running_engine(config, [plugins.preview, admitted]) as started:
+              "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
+    async with running_engine(config, [admitted]) as started:
         yield started
 
 

@@ -14,7 +14,6 @@ import pytest
 from telethon import errors, types
 from telethon.tl import functions
 
-import plugins.preview
 from core import Image
 from core.chat.pacing import RetryAfter
 from core.engine import Engine
@@ -23,7 +22,7 @@ from platforms.telegram.buttons import DATA_LIMIT, decode
 from platforms.telegram.platform import TelegramPlatform
 from platforms.telegram.settings import TelegramSettings
 from platforms.telegram.target import ALBUM_BUTTONS, TelegramTarget
-from tests.fakes.picture_model import BACKEND, Admitted, pixels, png
+from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, pixels, png
 from tests.fakes.telegram import OfflineTelegram, user
 
 ALICE = user(501, "Alice")
@@ -42,8 +41,8 @@ async def admitted() -> Admitted:
 @pytest.fixture
 async def engine(admitted) -> AsyncIterator[Engine]:
     config = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
-              "models": {"pic": {"backend": BACKEND}, "preview": {"backend": "preview", "area": 64 * 64}}}
-    async with running_engine(config, [plugins.preview, admitted]) as started:
+              "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
+    async with running_engine(config, [admitted]) as started:
         yield started
 
 
@@ -155,7 +154,7 @@ async def test_variation_button_starts_from_the_result_photo(engine, admitted):
 
 async def test_variation_of_a_text_only_model_downloads_nothing(engine, admitted):
     platform, tg = await _platform(engine)
-    await tg.message("/image=preview=a fox --seed 3", sender=ALICE)
+    await tg.message("/image=words=a fox --seed 3", sender=ALICE)
     await _until(lambda: tg.sender.of(SendMedia) and tg.sender.of(Delete))
     variation = next(d for d in _data(tg.sender.of(SendMedia)[0].reply_markup) if decode(d).action == "variation")
     result_id = max(i for i, m in tg.sender.messages.items() if m.media is not None)

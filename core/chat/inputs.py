@@ -55,4 +55,7 @@ def upscaler(models: Mapping[str, ImageModel], factor: int | None, prefer: str |
         if factor is None or factor in offered[name]:
             return name, factor or min(offered[name])
     listed = ", ".join(f"{name} ({', '.join(f'{f}x' for f in factors)})" for name, factors in offered.items())
+    if only:
+        what = f"does not upscale {factor}x" if prefer in offered else "cannot upscale"
+        raise InvalidRequest(f"The {prefer} model {what}. Upscalers: {listed}.")
     raise InvalidRequest(f"No model here upscales {factor}x. Upscalers: {listed}.")

@@ -2,7 +2,8 @@
 
 ``PictureModel`` draws a plain PNG (its colour from the seed) and declares
 ``Capabilities(inputs=InputSupport(image_to_image=True, strength=True), upscale_factors=(2,))``, so
-the chat layer offers Variation from the image and Upscale. ``Admitted`` records every request the
+the chat layer offers Variation from the image and Upscale; ``TextModel`` takes words only. The
+tests use these rather than ``preview``, whose capabilities grow with the engine. ``Admitted`` records every request the
 engine admits through the public ``admit_request`` hook: what the platforms really submitted,
 input pictures included.
 """
@@ -27,7 +28,7 @@ from core import (
 )
 from core.interfaces import Size
 
-BACKEND = "pictures"
+BACKEND, TEXT_BACKEND = "pictures", "words"
 
 
 class PictureModel(ImageModel):
@@ -45,6 +46,15 @@ class PictureModel(ImageModel):
         size = (request.size.width, request.size.height)
         return Image(data=png(request.seed % 256, size), mime_type="image/png", width=size[0], height=size[1],
                      seed=request.seed, model=self.name)
+
+
+class TextModel(PictureModel):
+    """Text to image only (no ``inputs``, no upscale): where Variation must not download anything."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.description = "Test model for words only"
+        self.capabilities = Capabilities(sizes=(Size(64, 64),))
 
 
 def png(shade: int, size: tuple[int, int] = (64, 64)) -> bytes:
@@ -68,8 +78,9 @@ class Admitted:
 
     @hookimpl
     def register_image_models(self, register: Any, engine: Any) -> None:
-        """Offer the ``pictures`` backend."""
+        """Offer the ``pictures`` and ``words`` backends."""
         register(BackendType(name=BACKEND, create=lambda name, settings, engine: PictureModel(name)))
+        register(BackendType(name=TEXT_BACKEND, create=lambda name, settings, engine: TextModel(name)))
 
     @hookimpl
     def admit_request(self, request: ImageRequest, model: str, engine: Any) -> None:
