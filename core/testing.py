@@ -124,12 +124,13 @@ class RecordingPlatform(Platform):
         """Done when every job it asked for has finished."""
         await asyncio.gather(*self._followers, return_exceptions=True)
 
-    async def image(self, prompt: str, model: str | None = None, **options: Any) -> JobHandle:
-        """Ask for an image as a user would; what follows is recorded in ``sent``."""
+    async def image(self, prompt: str, model: str | None = None, *, images: tuple[bytes, ...] = (),
+                    **options: Any) -> JobHandle:
+        """Ask for an image as a user would (``images``: pictures they attached); what follows is recorded."""
         if self._engine is None:
             raise RuntimeError("start the platform with an engine first")
         request = ImageRequest(prompt=prompt, model=model, requester=self.requester,
-                               options=GenerationOptions(**options))
+                               options=GenerationOptions(**options), images=images)
         handle = await self._engine.submit(request)
         task = asyncio.create_task(self._follow(handle), name=f"recording-{handle.id}")
         self._followers.add(task)
@@ -138,18 +139,19 @@ class RecordingPlatform(Platform):
     async def _follow(self, handle: JobHandle) -> None:
         async for event in handle:
             self.events.append(event)
-            self.sent.append(self._render(event))
+            self.sent.extend(self._render(event))
         if handle.job.error is not None and self._engine is not None:
             self.sent.append(Sent("error", handle.id, self._engine.render_error(handle.job, handle.job.error)))
 
-    def _render(self, event: JobEvent) -> Sent:
+    def _render(self, event: JobEvent) -> list[Sent]:
+        """What one event shows: a status or preview, or one "photo" per image once done (``--n``)."""
         job = event.job
-        if event.kind is EventKind.DONE and job.result is not None:
-            return Sent("photo", job.id, f"{job.model} · seed {job.result.seed}", job.result.data)
+        if event.kind is EventKind.DONE and job.results:
+            return [Sent("photo", job.id, f"{job.model} · seed {image.seed}", image.data) for image in job.results]
         if event.preview is not None:
-            return Sent("preview", job.id, f"{round((event.progress or 0) * 100)}%", event.preview)
+            return [Sent("preview", job.id, f"{round((event.progress or 0) * 100)}%", event.preview)]
         detail = f" {round(event.progress * 100)}%" if event.progress is not None else ""
-        return Sent("status", job.id, f"{event.kind.value}{detail}")
+        return [Sent("status", job.id, f"{event.kind.value}{detail}")]
 
     def of_kind(self, kind: str) -> list[Sent]:
         """What was sent of one kind, in order."""

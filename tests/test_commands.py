@@ -13,6 +13,7 @@ from core.chat.commands import (
     InfoCommand,
     ModelsCommand,
     QueueCommand,
+    UpscaleCommand,
     image_command,
     parse_command,
 )
@@ -151,3 +152,66 @@ spaces = st.text(alphabet=" \t", max_size=3)
 def test_spaced_round_trip(before, model, around, after, prompt):
     command = parse_command(f"/image{before}={around}{model}{after}={prompt}")
     assert command.model == model and command.prompt == prompt.strip()
+
+
+# ------------------------------------------------------------------ pictures: --n, --strength, /upscale
+@given(prompt=words, count=st.integers(1, 4), strength=st.none() | st.integers(0, 10_000).map(lambda n: n / 10_000),
+       comma=st.booleans())
+def test_count_and_strength_round_trip(prompt, count, strength, comma):
+    text = f"/image {prompt} --n {count}"
+    if strength is not None:
+        typed = f"{strength:.4f}".rstrip("0").rstrip(".") or "0"
+        text += f" --strength {typed.replace('.', ',') if comma else typed}"
+    command = parse_command(text)
+    assert command.prompt == prompt.strip() and command.options.count == count
+    assert command.options.strength == (None if strength is None else pytest.approx(strength, abs=1e-4))
+
+
+@given(st.one_of(st.integers(), st.text(max_size=8)))
+def test_count_outside_one_to_four_is_refused_with_its_range(value):
+    text = f"/image a cat --n {value}"
+    if str(value).strip() in {"1", "2", "3", "4"}:
+        assert 1 <= parse_command(text).options.count <= 4
+        return
+    with pytest.raises(InvalidCommand):
+        parse_command(text)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8))
+def test_strength_is_between_zero_and_one_or_refused(value):
+    try:
+        strength = parse_command(f"/image a cat --strength {value}").options.strength
+    except InvalidCommand as exc:
+        assert "--strength takes a number from 0 to 1" in exc.user_message or "needs" in exc.user_message \
+            or "Unknown option" in exc.user_message or "given twice" in exc.user_message
+        return
+    assert strength is not None and 0 <= strength <= 1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/upscale", UpscaleCommand()), ("/upscale 4", UpscaleCommand(4)), ("/upscale x2", UpscaleCommand(2)),
+    ("/upscale 3x", UpscaleCommand(3)), ("/upscale --model big", UpscaleCommand(None, "big")),
+    ("/upscale 2 --model Big", UpscaleCommand(2, "big")), ("/upscaled", UpscaleCommand()),
+])
+def test_upscale_command(text, expected):
+    assert parse_command(text) == expected
+
+
+@given(st.text(max_size=20))
+def test_any_upscale_argument_parses_or_says_how(rest):
+    try:
+        command = parse_command(f"/upscale {rest}")
+    except InvalidCommand as exc:
+        assert "/upscale" in exc.user_message or "--model takes a model name" in exc.user_message
+        return
+    assert isinstance(command, UpscaleCommand) and command.factor in (None, 2, 3, 4)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("/image cat --n 0", "whole number from 1 to 4"), ("/image cat --n 5", "whole number from 1 to 4"),
+    ("/image cat --strength 1.5", "from 0 to 1"), ("/image cat --strength -0.1", "from 0 to 1"),
+    ("/image cat --strength", "from 0 to 1"), ("/upscale 5", "2 to 4 times"), ("/upscale 2 3", "2 to 4 times"),
+])
+def test_picture_option_mistakes(text, message):
+    with pytest.raises(InvalidCommand, match=message):
+        parse_command(text)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from core import Image
+from core.chat.inputs import offers_upscale
 from core.config import EngineSettings, Settings
 from core.engine import Engine
 from core.hooks.host import create_plugin_host
@@ -78,7 +79,7 @@ def _followups(fake: FakeDiscord, token: str) -> list[Any]:
 async def test_slash_image_defers_edits_and_follows_up_with_png_and_buttons(fake, engine):
     platform = await _platform(fake, engine)
     assert {c["name"] for c in fake.commands} == {"image", "models", "queue", "cancel", "help", "history", "info",
-                                                  "settings", "stats", "ban", "unban"}
+                                                  "settings", "stats", "ban", "unban", "upscale", "Edit with SakaiBot"}
     image_command = next(c for c in fake.commands if c["name"] == "image")
     assert any(o.get("autocomplete") for o in image_command["options"] if o["name"] == "model")
     token = await fake.slash("image", ALICE, prompt="a lighthouse at dusk", seed=42)
@@ -94,7 +95,8 @@ async def test_slash_image_defers_edits_and_follows_up_with_png_and_buttons(fake
     assert embed["description"] == "a lighthouse at dusk"
     assert {f["name"]: f["value"] for f in embed["fields"]}["Seed"] == "42"
     custom_ids = [c["custom_id"] for row in followup.json["components"] for c in row["components"]]
-    assert [cid.split(":")[1] for cid in custom_ids] == ["rr", "var"] and custom_ids[0].endswith(":601")
+    upscale = ["up"] if offers_upscale(engine.models) else []  # where a model upscales
+    assert [cid.split(":")[1] for cid in custom_ids] == ["rr", "var", *upscale] and custom_ids[0].endswith(":601")
     await platform.stop()
 
 

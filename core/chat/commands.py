@@ -1,9 +1,12 @@
 """Parsing chat commands, shared by every platform.
 
 ``/image=<model>=<prompt>`` as SakaiBot users type it, ``/image <prompt>`` with the default
-model, Midjourney-style options (``--ar 16:9 --seed 42 --no text --steps 20 --raw``), and
-``/models``, ``/queue``, ``/cancel [job]``, ``/help``. Any text either parses to a command,
-is not a command for us (``None``), or raises ``InvalidCommand`` with a message for the user.
+model, Midjourney-style options (``--ar 16:9 --seed 42 --no text --steps 20 --raw --n 4
+--strength 0.6``), ``/upscale [2-4]`` (on a picture: attached, or replied to), and
+``/models``, ``/queue``, ``/cancel [job]``, ``/help``. Pictures themselves never travel in the
+text: each platform finds them (an attachment, a photo replied to) and hands their bytes along.
+Any text either parses to a command, is not a command for us (``None``), or raises
+``InvalidCommand`` with a message for the user.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from core.engine.validation import parse_ratio
 from core.errors import InvalidCommand, InvalidRequest
 from core.types import MAX_SEED, GenerationOptions
 
-IMAGE_USAGE = "Use /image=<model>=<prompt> or /image <prompt> [--ar 16:9] [--seed 42] [--no text] [--steps N] [--raw]."
+IMAGE_USAGE = ("Use /image=<model>=<prompt> or /image <prompt> [--ar 16:9] [--seed 42] [--no text] [--steps N] [--raw] "
+               "[--n 1-4] [--strength 0-1].")
+UPSCALE_USAGE = "Use /upscale, or /upscale 2 (2 to 4 times), on a picture: attach it, or reply to it."
 NAME_RE = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@(?P<bot>\w+))?")
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 OPTION_RE = re.compile(r"(?:^|(?<=\s))(?:--|\u2014|\u2013)(?P<name>[A-Za-z][\w-]*)")
 NAMES = {"image": "image", "img": "image", "imagine": "image", "models": "models", "queue": "queue",
          "cancel": "cancel", "help": "help", "start": "help", "history": "history", "info": "info",
-         "settings": "settings", "stats": "stats", "ban": "ban", "unban": "unban"}
+         "settings": "settings", "stats": "stats", "ban": "ban", "unban": "unban", "upscale": "upscale",
+         "upscaled": "upscale"}
 SETTING_KEYS = ("model", "aspect", "enhance", "file")
 SETTINGS_USAGE = ("Use /settings to see yours, /settings <model|aspect|enhance|file> <value> to set one "
                   "(\"default\" clears it), /settings reset; admins: /settings chat|pin <key> <value>.")
@@ -37,6 +43,14 @@ class ImageCommand:
     prompt: str
     model: str | None
     options: GenerationOptions
+
+
+@dataclass(frozen=True, slots=True)
+class UpscaleCommand:
+    """Make a picture bigger: ``factor`` times (``None``: the upscaler's smallest), by ``model`` if named."""
+
+    factor: int | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +111,8 @@ class BanCommand:
     banned: bool
 
 
-Command = (ImageCommand | ModelsCommand | QueueCommand | CancelCommand | HelpCommand | HistoryCommand | InfoCommand
-           | SettingsCommand | StatsCommand | BanCommand)
+Command = (ImageCommand | UpscaleCommand | ModelsCommand | QueueCommand | CancelCommand | HelpCommand | HistoryCommand
+           | InfoCommand | SettingsCommand | StatsCommand | BanCommand)
 
 
 def parse_command(text: str, bot_username: str | None = None) -> Command | None:
@@ -161,6 +175,19 @@ def _parse_settings(words: list[str]) -> SettingsCommand:
     return SettingsCommand(scope, words[0].lower(), words[1])
 
 
+def _parse_upscale(words: list[str]) -> UpscaleCommand:
+    """``/upscale``, ``/upscale 4``, ``/upscale x2`` or ``/upscale 2x``, optionally ``--model <name>``."""
+    model = None
+    if len(words) >= 2 and words[-2].lower() in ("--model", "\u2014model", "\u2013model"):
+        model, words = _model("model", words[-1]), words[:-2]
+    if not words:
+        return UpscaleCommand(None, model)
+    factor = words[0].lower().strip("x\u00d7")
+    if len(words) > 1 or factor not in ("2", "3", "4"):
+        raise InvalidCommand(UPSCALE_USAGE)
+    return UpscaleCommand(int(factor), model)
+
+
 def _parse_ban(banned: bool) -> Any:
     def parse(words: list[str]) -> BanCommand:
         if len(words) != 1:
@@ -169,7 +196,8 @@ def _parse_ban(banned: bool) -> Any:
     return parse
 
 
-ARGUMENT_PARSERS: dict[str, Any] = {"cancel": _parse_cancel, "history": _parse_history, "info": _parse_info,
+ARGUMENT_PARSERS: dict[str, Any] = {"upscale": _parse_upscale,
+                                    "cancel": _parse_cancel, "history": _parse_history, "info": _parse_info,
                                     "settings": _parse_settings, "ban": _parse_ban(True), "unban": _parse_ban(False)}
 
 
@@ -234,6 +262,13 @@ def _integer(low: int, high: int) -> Any:
     return parse
 
 
+def _fraction(name: str, value: str) -> float:
+    number = value.replace(",", ".")
+    if not value or not re.fullmatch(r"(?:0|1)?(?:\.\d{1,4})?", number) or not 0 <= float(number) <= 1:
+        raise InvalidCommand(f"--{name} takes a number from 0 to 1, like 0.6, not '{_short(value)}'.")
+    return float(number)
+
+
 def _ratio(name: str, value: str) -> str:
     if not re.fullmatch(r"\d{1,3}:\d{1,3}", value):
         raise InvalidCommand(f"--{name} takes a ratio like 16:9, not '{_short(value)}'.")
@@ -270,6 +305,8 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "raw": ("raw", _flag),
     "file": ("as_file", _flag),
     "model": ("model", _model),
+    "n": ("count", _integer(1, 4)),
+    "strength": ("strength", _fraction),
 }
 OPTION_HELP = {
     "ar": "aspect ratio, e.g. --ar 16:9",
@@ -279,6 +316,8 @@ OPTION_HELP = {
     "raw": "use the prompt exactly as written (no enhancement)",
     "file": "send the image as a file, uncompressed",
     "model": "the model, e.g. --model flux (same as /image=flux=...)",
+    "n": "how many images at once, 1 to 4, e.g. --n 4",
+    "strength": "with a picture: how far to move from it, 0 (keep) to 1 (ignore), e.g. --strength 0.6",
 }
 
 

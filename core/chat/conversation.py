@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from core.chat.commands import Command, ImageCommand
+from core.chat.commands import Command, ImageCommand, UpscaleCommand
 from core.chat.followers import Followers
+from core.chat.inputs import Fetch, Inputs, offers_upscale
 from core.chat.messages import elapsed, status_text
 from core.chat.pacing import REAL_CLOCK, ChatBudget, Clock, Hold, PacedStatus, RetryAfter
 from core.chat.service import ChatService, JobReply, Reply, TextReply
 from core.engine.handle import JobHandle
 from core.errors import SakaiError
+from core.interfaces import ImageModel
 from core.types import EventKind, Job, JobEvent, Requester
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ class Buttons:
 
     job_id: str = ""
     actions: tuple[str, ...] = ()
+    images: int = 1  # result pictures that "variation" and "upscale" each have one button for
 
     @classmethod
     def live(cls, job_id: str) -> Buttons:
@@ -49,9 +52,16 @@ class Buttons:
         return cls(job_id, ("cancel",))
 
     @classmethod
-    def result(cls, job_id: str) -> Buttons:
-        """Under a finished image."""
-        return cls(job_id, ("reroll", "variation"))
+    def result(cls, job_id: str, images: int = 1, *, upscale: bool = False) -> Buttons:
+        """Under finished images: Reroll, a Variation per picture, and an Upscale per picture if offered."""
+        return cls(job_id, ("reroll", "variation", "upscale") if upscale else ("reroll", "variation"), images)
+
+    @classmethod
+    def of(cls, job: Job, models: Mapping[str, ImageModel]) -> Buttons:
+        """The result buttons ``job`` gets here: Upscale where a model upscales; none under an upscale (it is done)."""
+        if job.request.options.upscale is not None:
+            return cls(job.id, (), max(1, len(job.results)))
+        return cls.result(job.id, max(1, len(job.results)), upscale=offers_upscale(models))
 
 
 NONE = Buttons()
@@ -76,8 +86,8 @@ class ReplyTarget(Protocol):
         """
 
     async def deliver(self, job: Job) -> None:
-        """Send the finished image with ``Buttons.result`` buttons; ``RetryAfter`` to be called again, else
-        ``DeliveryRefused``."""
+        """Send the finished images (``job.results``, one or several) with ``Buttons.of`` buttons;
+        ``RetryAfter`` to be called again (pictures already sent are not sent twice), else ``DeliveryRefused``."""
 
     async def say(self, text: str) -> None:
         """Answer with text that is not a status (a refusal before any job exists)."""
@@ -183,22 +193,31 @@ class Conversation:
 
     # ------------------------------------------------------------------ entry points
     async def start(self, command: Command, requester: Requester, target: ReplyTarget,
-                    delivery: dict[str, str] | None = None) -> None:
+                    delivery: dict[str, str] | None = None, inputs: Inputs | None = None) -> None:
         """Carry out ``command``; a job is followed in the background, a text or refusal is said.
 
         An image command is answered first (``Prepares``); if the platform asks to wait for that
-        answer, the command waits in the background and runs when the platform allows.
+        answer, the command waits in the background and runs when the platform allows. ``inputs``
+        fetches the command's pictures after that first answer (a download may take a while).
         """
         async def make(where: dict[str, str]) -> Reply:
-            return await self.chat.answer(command, requester, where)
+            return await self.chat.answer(command, requester, where, inputs)
 
-        await self._begin(make, isinstance(command, ImageCommand), target, dict(delivery or {}))
+        await self._begin(make, isinstance(command, ImageCommand | UpscaleCommand), target, dict(delivery or {}))
 
     async def again(self, job_id: str, variation: bool, requester: Requester, target: ReplyTarget,
-                    delivery: dict[str, str] | None = None) -> None:
-        """Reroll or Variation of a past job: its whole request again, with a new seed."""
+                    delivery: dict[str, str] | None = None, image: Fetch | None = None) -> None:
+        """Reroll or Variation of a past job: its whole request again, with a new seed (see ``ChatService``)."""
         async def make(where: dict[str, str]) -> Reply:
-            return await self.chat.again(job_id, variation, requester, where)
+            return await self.chat.again(job_id, variation, requester, where, image)
+
+        await self._begin(make, True, target, dict(delivery or {}))
+
+    async def upscale(self, job_id: str, requester: Requester, target: ReplyTarget, image: Fetch,
+                      delivery: dict[str, str] | None = None) -> None:
+        """Upscale one result picture of a past job, fetched by ``image``."""
+        async def make(where: dict[str, str]) -> Reply:
+            return await self.chat.upscale(job_id, requester, image, where)
 
         await self._begin(make, True, target, dict(delivery or {}))
 

@@ -9,6 +9,7 @@ from core.types import EventKind, Job, JobEvent
 
 if TYPE_CHECKING:
     from core.engine import Engine
+    from core.interfaces import ImageModel
     from core.types import Requester
 
 
@@ -53,15 +54,37 @@ def elapsed(job: Job) -> float:
 
 
 def caption(job: Job, *, with_id: bool = False) -> str:
-    """The text under a finished image: model, seed, time (and the job id for ``/info``), and the prompt used."""
-    image = job.result
-    seed = image.seed if image and image.seed is not None else job.generation.seed
-    parts = [f"🎨 {job.model}", f"seed {seed}" if seed is not None else None, f"{elapsed(job):.1f} s",
-             f"#{job.id}" if with_id else None]
+    """The text under finished images: model, seed(s), time (and the job id for ``/info``), and the prompt used.
+
+    Several images share one caption, their seeds listed in the order the images are shown; an
+    upscale says so instead of a seed.
+    """
+    parts = [f"🎨 {job.model}", _what(job), f"{elapsed(job):.1f} s", f"#{job.id}" if with_id else None]
     head = " · ".join(p for p in parts if p)
+    if job.request.options.upscale:
+        return f"{head}\n📝 {job.request.prompt}"
     if job.enhanced_prompt:
         return f"{head}\n✨ {job.enhanced_prompt}\n📝 {job.request.prompt}"
     return f"{head}\n📝 {job.generation.prompt}"
+
+
+def seeds(job: Job) -> list[int]:
+    """The seeds of the images, in order (the requested one when a model reports none)."""
+    found = [image.seed for image in job.results if image.seed is not None]
+    if found:
+        return found
+    return [job.generation.seed] if job.generation.seed is not None else []
+
+
+def _what(job: Job) -> str | None:
+    """"upscaled 2x", "seed 42", or "4 images · seeds 42, 43, 44, 45"."""
+    if job.request.options.upscale:
+        return f"upscaled {job.request.options.upscale}x"
+    numbers = seeds(job)
+    if len(job.results) > 1:
+        listed = f" · seeds {', '.join(map(str, numbers))}" if numbers else ""
+        return f"{len(job.results)} images{listed}"
+    return f"seed {numbers[0]}" if numbers else None
 
 
 def truncate_words(text: str, limit: int, ellipsis: str = "…") -> str:
@@ -104,9 +127,19 @@ def models_text(engine: Engine) -> str:
     lines = ["Models:"]
     for name, model in sorted(engine.models.items()):
         mark = " (default)" if name == default else ""
-        lines.append(f"• {name}{mark} - {model.description}")
+        lines.append(f"• {name}{mark} - {model.description}{_abilities(model)}")
     lines.append("Use /image=<model>=<prompt>.")
     return "\n".join(lines)
+
+
+def _abilities(model: ImageModel) -> str:
+    """What a model does besides text to image, so people know where a picture or /upscale goes."""
+    caps, found = model.capabilities, []
+    if caps.inputs is not None and (caps.inputs.image_to_image or caps.inputs.edit):
+        found.append("edits pictures" if caps.inputs.edit else "starts from a picture")
+    if caps.upscale_factors:
+        found.append("upscales " + "/".join(f"{f}x" for f in caps.upscale_factors))
+    return f" ({', '.join(found)})" if found else ""
 
 
 def queue_text(engine: Engine, requester: Requester) -> str:
@@ -127,6 +160,7 @@ def help_text(engine: Engine) -> str:
         "SakaiBot makes images from your words.\n"
         f"/image=<model>=<prompt> - e.g. /image={engine.settings.engine.default_model}=a lighthouse at dusk\n"
         "/image <prompt> - with the default model\n"
+        "With a picture: attach it (or reply to it) with /image to start from it, or /upscale [2-4]\n"
         f"Options, after the prompt:\n{options}\n"
         f"/models - the models ({models})\n"
         "/queue - what is waiting\n"

@@ -1,4 +1,7 @@
-"""The console platform: one status line per job change, images saved to a folder."""
+"""The console platform: one status line per job change, images saved to a folder.
+
+``--image PATH`` gives a command a local picture (``platforms.console.pictures``).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ from typing import TextIO
 
 from pydantic import Field
 
-from core import Engine, Job, Platform, PlatformSettings, Requester, SakaiError
-from core.chat.commands import parse_command
+from core import Engine, InvalidCommand, Job, Platform, PlatformSettings, Requester, SakaiError
+from core.chat.commands import ImageCommand, UpscaleCommand, parse_command
 from core.chat.conversation import Buttons, Conversation
 from core.chat.messages import caption, elapsed
+from platforms.console.pictures import reader, take_image
 from platforms.console.stdin import join_continued, output_above_the_prompt, read_edited, read_lines
 
 log = logging.getLogger(__name__)
@@ -84,14 +88,18 @@ class ConsolePlatform(Platform):
     async def _handle(self, line: str) -> None:
         target = ConsoleTarget(self._say, self.settings.output_dir)
         try:
+            line, picture = take_image(line)
             command = parse_command(line)
+            if picture is not None and not isinstance(command, ImageCommand | UpscaleCommand):
+                raise InvalidCommand("--image goes with /image or /upscale.")
         except SakaiError as exc:
             self._say(self.conversation.engine.render_error(None, exc))
             return
         if command is None:
             self._say("Not a command. Type /help.")
             return
-        await self.conversation.start(command, self.requester, target)
+        inputs = reader(picture) if picture is not None else None
+        await self.conversation.start(command, self.requester, target, inputs=inputs)
 
     def _terminal_lines(self) -> AsyncIterator[str]:
         """A line editor when a person is typing; plain lines from a pipe or a file."""
@@ -125,11 +133,14 @@ class ConsoleTarget:
         return True
 
     async def deliver(self, job: Job) -> None:
-        """Save the image and print where, with its caption."""
-        assert job.result is not None
-        path = self.folder / f"{job.id}.{job.result.extension}"
-        await asyncio.to_thread(_write, path, job.result.data)
-        self._say(f"[{job.id}] ✅ Done in {elapsed(job):.1f} s -> {path}\n{caption(job)}")
+        """Save the images (``<job>.png``, or ``<job>-1.png``… for several) and print where, with the caption."""
+        several = len(job.results) > 1
+        paths = [self.folder / f"{job.id}{f'-{n + 1}' if several else ''}.{image.extension}"
+                 for n, image in enumerate(job.results)]
+        for path, image in zip(paths, job.results, strict=True):
+            await asyncio.to_thread(_write, path, image.data)
+        where = ", ".join(str(path) for path in paths)
+        self._say(f"[{job.id}] ✅ Done in {elapsed(job):.1f} s -> {where}\n{caption(job)}")
 
     async def finish(self, job: Job) -> None:
         """Nothing to tidy: the delivery line said it all."""

@@ -2,7 +2,9 @@
 
 An interaction becomes (command, requester, reply target); ``core.chat.conversation`` does the
 rest. Everything but an image and its status is answered privately, and the command tree's error
-handler answers whatever fails, so no interaction is left unanswered.
+handler answers whatever fails, so no interaction is left unanswered. Pictures (an ``image``
+option, the message "Edit with SakaiBot" was used on, the result a button is under) are checked
+before the deferral and read after it (``platforms.discord.pictures``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from discord import app_commands
 
 from core import Engine, Job, Platform, Requester, SakaiError
 from core.chat import ChatService, TextReply
-from core.chat.commands import CancelCommand, ImageCommand, image_command
+from core.chat.commands import CancelCommand, Command, ImageCommand, UpscaleCommand, image_command
 from core.chat.conversation import Conversation
+from core.chat.inputs import Inputs
 from core.chat.pacing import REAL_CLOCK, Clock
-from core.errors import InvalidCommand
+from core.errors import InvalidCommand, InvalidRequest, PermissionDenied
 from core.types import MAX_SEED, GenerationOptions, ImageRequest
 from platforms.discord.access import Access
+from platforms.discord.modals import EditModal
+from platforms.discord.pictures import check, fetcher, first_picture, result_picture
 from platforms.discord.settings import DiscordSettings
 from platforms.discord.slash import register
 from platforms.discord.target import DiscordTarget
@@ -129,24 +134,71 @@ class DiscordPlatform(Platform):
         await interaction.response.send_message(reply.text[:2000], ephemeral=True)
 
     async def run_image(self, interaction: discord.Interaction, prompt: str, model: str | None,
-                        options: dict[str, Any], private: bool) -> None:
-        """Check what needs no I/O (refused privately at once), then defer, queue and follow the job."""
+                        options: dict[str, Any], private: bool, picture: discord.Attachment | None = None) -> None:
+        """Check what needs no I/O (refused privately at once), then defer, read the picture, queue, follow."""
         try:
             command = self.image_command(prompt, model, options)
             self.engine.choose_model(ImageRequest(prompt=command.prompt, model=command.model,
                                                   requester=self._requester(interaction)))
+            inputs = self._inputs(interaction, picture)
         except SakaiError as exc:
             await interaction.response.send_message(self.engine.render_error(None, exc)[:2000], ephemeral=True)
             return
-        refusal = self.access.refusal(interaction) or self.access.model_refusal(command.model, interaction)
+        await self._run(interaction, command, command.model, private, inputs)
+
+    async def run_upscale(self, interaction: discord.Interaction, picture: discord.Attachment,
+                          factor: int | None, private: bool) -> None:
+        """``/upscale``: the attached picture, by the upscaler that offers ``factor``."""
+        try:
+            inputs = self._inputs(interaction, picture)
+        except SakaiError as exc:
+            await interaction.response.send_message(self.engine.render_error(None, exc)[:2000], ephemeral=True)
+            return
+        await self._run(interaction, UpscaleCommand(factor), None, private, inputs)
+
+    async def _run(self, interaction: discord.Interaction, command: Command, model: str | None, private: bool,
+                   inputs: Inputs | None) -> None:
+        refusal = self.access.refusal(interaction) or self.access.model_refusal(model, interaction)
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
         target = DiscordTarget.live(interaction, private)
         try:
-            await self.conversation.start(command, self._requester(interaction), target)
+            await self.conversation.start(command, self._requester(interaction), target, inputs=inputs)
         except discord.NotFound:
             log.warning("interaction %s expired before we could answer", interaction.id)
+
+    @staticmethod
+    def _inputs(interaction: discord.Interaction, picture: discord.Attachment | None) -> Inputs | None:
+        """The picture checked now (type, size against this interaction's limit), read after the deferral."""
+        if picture is None:
+            return None
+        check(picture, interaction.filesize_limit)
+        fetch = fetcher(picture)
+
+        async def inputs() -> tuple[bytes, ...]:
+            return (await fetch(),)
+        return inputs
+
+    async def ask_edit(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """"Edit with SakaiBot" on a message: its first picture, checked, then the instruction in a modal."""
+        try:
+            picture = self._editable(interaction, message)
+        except SakaiError as exc:
+            await interaction.response.send_message(exc.user_message[:2000], ephemeral=True)
+            return
+        await interaction.response.send_modal(EditModal(self, picture))
+
+    def _editable(self, interaction: discord.Interaction, message: discord.Message) -> discord.Attachment:
+        """The picture to edit, or the refusal: a place not served, no picture, or one too large."""
+        refusal = self.access.refusal(interaction)
+        if refusal:
+            raise PermissionDenied(refusal)
+        picture = first_picture(message)
+        if picture is None:
+            raise InvalidRequest("That message has no picture to edit (PNG, JPEG, WebP or GIF).")
+        check(picture, interaction.filesize_limit)
+        return picture
 
     @staticmethod
     def image_command(prompt: str, model: str | None, options: dict[str, Any]) -> ImageCommand:
@@ -161,6 +213,10 @@ class DiscordPlatform(Platform):
 
     async def on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """Whatever failed, before or after the defer: a private answer with a user message."""
+        await self.answer_failure(interaction, error)
+
+    async def answer_failure(self, interaction: discord.Interaction, error: Exception) -> None:
+        """A private answer to a failed command or modal: the user message, or "try again" (logged)."""
         cause = error.__cause__ if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, SakaiError):
             text = self.engine.render_error(None, cause)
@@ -194,17 +250,28 @@ class DiscordPlatform(Platform):
         await self._again(interaction, button)
 
     async def _again(self, interaction: discord.Interaction, button: JobButton) -> None:
-        message = interaction.message  # the result the button is under: its model and its privacy
+        message = interaction.message  # the result the button is under: its model, privacy and pictures
         refusal = self.access.model_refusal(_embed_model(message), interaction)
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True)
             return
         private = bool(message is not None and message.flags.ephemeral)
         target = DiscordTarget.live(interaction, private)
+        requester = self._requester(interaction)
+        picture = result_picture(message, button.job_id, button.picture)
+        fetch = fetcher(picture) if picture is not None else None
         try:
-            await self.conversation.again(button.job_id, button.action == "var", self._requester(interaction), target)
+            if button.action == "up":
+                await self.conversation.upscale(button.job_id, requester, target, fetch or _gone)
+            else:
+                await self.conversation.again(button.job_id, button.action == "var", requester, target,
+                                              image=fetch if button.action == "var" else None)
         except discord.NotFound:
             log.warning("interaction %s expired before we could answer", interaction.id)
+
+
+async def _gone() -> bytes:
+    raise InvalidCommand("That picture is no longer on the message; send it with /upscale instead.")
 
 
 def _embed_model(message: discord.Message | None) -> str | None:

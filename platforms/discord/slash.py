@@ -37,23 +37,40 @@ def register(tree: app_commands.CommandTree[Any], platform: DiscordPlatform) -> 
 
 
 def _image(tree: app_commands.CommandTree[Any], platform: DiscordPlatform) -> None:
-    @tree.command(name="image", description="Make an image from your words")
+    @tree.command(name="image", description="Make an image from your words (and a picture, if you attach one)")
     @app_commands.describe(prompt="What to draw; options like --ar 16:9 --no text work here too",
                            model="Which model (default: the bot's default)", aspect="Aspect ratio",
                            seed="A number for repeatable results", negative="What to leave out",
-                           enhance="Let an LLM improve the prompt first", private="Only you see the answer")
+                           enhance="Let an LLM improve the prompt first", private="Only you see the answer",
+                           image="A picture to start from (PNG, JPEG, WebP or GIF)",
+                           count="How many images at once (1 to 4)",
+                           strength="With a picture: how far to move from it, 0 (keep) to 1 (ignore)")
     @app_commands.choices(aspect=[app_commands.Choice(name=n, value=v) for n, v in ASPECTS])
     async def image(interaction: discord.Interaction, prompt: str, model: str | None = None,
                     aspect: app_commands.Choice[str] | None = None,
                     seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
-                    negative: str | None = None, enhance: bool | None = None, private: bool = False) -> None:
+                    negative: str | None = None, enhance: bool | None = None, private: bool = False,
+                    image: discord.Attachment | None = None, count: app_commands.Range[int, 1, 4] | None = None,
+                    strength: app_commands.Range[float, 0.0, 1.0] | None = None) -> None:
         options = {"aspect_ratio": aspect.value if aspect else None, "seed": seed, "negative_prompt": negative,
-                   "enhance": enhance}
-        await platform.run_image(interaction, prompt, model, options, private)
+                   "enhance": enhance, "count": count, "strength": strength}
+        await platform.run_image(interaction, prompt, model, options, private, image)
 
     @image.autocomplete("model")
     async def model_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return platform.model_choices(current)
+
+    @tree.command(name="upscale", description="Make a picture bigger")
+    @app_commands.describe(image="The picture (PNG, JPEG, WebP or GIF)", factor="How many times bigger",
+                           private="Only you see the answer")
+    @app_commands.choices(factor=[app_commands.Choice(name=f"{n}x", value=n) for n in (2, 3, 4)])
+    async def upscale(interaction: discord.Interaction, image: discord.Attachment,
+                      factor: app_commands.Choice[int] | None = None, private: bool = False) -> None:
+        await platform.run_upscale(interaction, image, factor.value if factor else None, private)
+
+    @tree.context_menu(name="Edit with SakaiBot")
+    async def edit(interaction: discord.Interaction, message: discord.Message) -> None:
+        await platform.ask_edit(interaction, message)
 
 
 def _basics(tree: app_commands.CommandTree[Any], platform: DiscordPlatform) -> None:

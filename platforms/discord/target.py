@@ -24,13 +24,12 @@ from core.chat.conversation import Buttons, DeliveryRefused
 from core.chat.pacing import RetryAfter
 from platforms.discord.result import Result, preview_file
 from platforms.discord.sealing import seal, unseal
-from platforms.discord.views import job_view
+from platforms.discord.views import buttons_view
 
 log = logging.getLogger(__name__)
 TOKEN_LIFE = dt.timedelta(minutes=15)
 TOKEN_MARGIN = dt.timedelta(seconds=30)
 MOVED = "➡️ The result was posted below as a new message."
-ACTIONS = {"cancel": "cx", "reroll": "rr", "variation": "var"}
 
 
 class Acknowledgements:
@@ -187,7 +186,8 @@ class DiscordTarget:
 
     async def deliver(self, job: Job) -> None:
         """A follow-up while the token lives; else a DM (private) or a deduplicated channel post."""
-        result = await Result.of(job, self.user_id, self.upload_limit)
+        models = getattr(getattr(self.client, "platform", None), "engine", None)
+        result = await Result.of(job, self.user_id, self.upload_limit, models.models if models is not None else None)
         try:
             if self._token_alive() and await self._followup(result):
                 return
@@ -220,14 +220,12 @@ class DiscordTarget:
 
     # ------------------------------------------------------------------ helpers
     def _view(self, buttons: Buttons) -> discord.ui.View | None:
-        if not buttons.actions:
-            return None
-        return job_view(buttons.job_id, self.user_id, *(ACTIONS[a] for a in buttons.actions))
+        return buttons_view(buttons, self.user_id)
 
     async def _followup(self, result: Result) -> bool:
         try:
-            await self.webhook.send(file=result.file(), embed=result.embed, view=result.view,
-                                    ephemeral=self.private, wait=True)
+            await self.webhook.send(files=result.files(), embed=result.embed, ephemeral=self.private, wait=True,
+                                    **_view(result))
             return True
         except discord.NotFound:
             return False  # the token died meanwhile: post in the channel instead
@@ -235,13 +233,13 @@ class DiscordTarget:
     async def _direct(self, result: Result) -> None:
         user = discord.Object(id=self.user_id)
         channel = await self.client.create_dm(user)
-        await channel.send(content="Your private image is ready.", file=result.file(), embed=result.embed,
-                           view=result.view)
+        await channel.send(content="Your private image is ready.", files=result.files(), embed=result.embed,
+                           **_view(result))
 
     async def _post(self, job: Job, result: Result) -> None:
         channel = self.client.get_partial_messageable(self.channel_id)
-        await channel.send(content=f"<@{self.user_id}> your image is ready.", file=result.file(), embed=result.embed,
-                           view=result.view, nonce=nonce(job.id))
+        await channel.send(content=f"<@{self.user_id}> your image is ready.", files=result.files(),
+                           embed=result.embed, nonce=nonce(job.id), **_view(result))
         await self._mark_moved(channel)
 
     async def _mark_moved(self, channel: discord.PartialMessageable) -> None:
@@ -252,3 +250,8 @@ class DiscordTarget:
             await channel.get_partial_message(self.message_id).edit(content=MOVED, view=None)
         except discord.HTTPException as exc:
             log.info("old status %s not marked as moved: %s", self.message_id, exc)
+
+
+def _view(result: Result) -> dict[str, Any]:
+    """``view=`` only when there are buttons: discord.py refuses ``view=None`` on a new message."""
+    return {"view": result.view} if result.view is not None else {}

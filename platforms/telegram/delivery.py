@@ -1,4 +1,10 @@
-"""Sending a finished image from memory, with a plain-text caption Telegram accepts."""
+"""Sending finished images from memory, with a plain-text caption Telegram accepts.
+
+One image goes as a photo with its caption and keyboard; several go as one album (``send_file``
+with a list: Telethon uploads each with ``messages.uploadMedia`` and sends ``messages.sendMultiMedia``),
+the caption on the first photo, which is where Telegram shows an album's caption. An album cannot
+carry an inline keyboard (``sendMultiMedia`` has no ``reply_markup``), so its buttons go separately.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +26,12 @@ PHOTO_ERRORS = (errors.PhotoInvalidDimensionsError, errors.ImageProcessFailedErr
 WAITS = (errors.FloodWaitError, errors.SlowModeWaitError, errors.FloodPremiumWaitError)
 
 
-def image_file(job: Job) -> io.BytesIO:
-    """The image as a named in-memory file: Telethon picks photo or document from the name."""
-    assert job.result is not None
-    buffer = io.BytesIO(job.result.data)
-    buffer.name = f"sakaibot-{job.id}.{job.result.extension}"
+def image_file(job: Job, index: int = 0) -> io.BytesIO:
+    """One image as a named in-memory file: Telethon picks photo or document from the name."""
+    image = job.results[index]
+    buffer = io.BytesIO(image.data)
+    suffix = f"-{index + 1}" if len(job.results) > 1 else ""
+    buffer.name = f"sakaibot-{job.id}{suffix}.{image.extension}"
     return buffer
 
 
@@ -47,6 +54,25 @@ async def send_image(client: TelegramClient, chat: Any, job: Job, *, reply_to: i
             return await _send(client, chat, job, reply_to, True, buttons)
     except WAITS as exc:
         raise RetryAfter(exc.seconds) from exc
+
+
+async def send_album(client: TelegramClient, chat: Any, job: Job, *, reply_to: int | None, as_file: bool) -> list[Any]:
+    """Send every image as one album (photos, or files), the caption on the first; the sent messages in order."""
+    try:
+        try:
+            return await _album(client, chat, job, reply_to, as_file)
+        except PHOTO_ERRORS as exc:
+            log.info("album refused as photos (%s); sending job %s as files", type(exc).__name__, job.id)
+            return await _album(client, chat, job, reply_to, True)
+    except WAITS as exc:
+        raise RetryAfter(exc.seconds) from exc
+
+
+async def _album(client: TelegramClient, chat: Any, job: Job, reply_to: int | None, as_file: bool) -> list[Any]:
+    files = [image_file(job, n) for n in range(len(job.results))]
+    sent = await client.send_file(chat, files, caption=image_caption(job), reply_to=reply_to,
+                                  force_document=as_file, parse_mode=None)
+    return list(sent)
 
 
 async def _send(client: TelegramClient, chat: Any, job: Job, reply_to: int | None, as_file: bool,

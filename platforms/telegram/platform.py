@@ -1,7 +1,9 @@
 """The Telegram adapter: Telegram updates in, a conversation per job out. No business rules.
 
 A message or a button press becomes (command, requester, reply target); ``core.chat.conversation``
-does the rest: status, following, delivering once, resuming after a restart.
+does the rest: status, following, delivering once, resuming after a restart. A picture (the
+command's own photo or image file, or the one it replies to; the result a Variation or Upscale
+button belongs to) is handed over as a way to download it (``platforms.telegram.pictures``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from telethon import TelegramClient, errors, events
 from telethon.sessions import StringSession
 
 from core import Engine, Platform, Requester, SakaiError
-from core.chat.commands import parse_command
+from core.chat.commands import Command, ImageCommand, UpscaleCommand, parse_command
 from core.chat.conversation import Conversation
+from core.chat.inputs import Fetch, Inputs
 from core.chat.pacing import REAL_CLOCK, ChatBudget, Clock
+from core.errors import InvalidRequest
 from core.types import Job
 from platforms.telegram import buttons
 from platforms.telegram.access import Access
+from platforms.telegram.pictures import check_size, fetcher, not_a_picture, picture_for, picture_in
 from platforms.telegram.settings import TelegramSettings
 from platforms.telegram.target import Outbox, TelegramTarget
 
@@ -52,7 +57,7 @@ class TelegramPlatform(Platform):
                                          preview_interval=self.settings.preview_interval)
         if self.client is None:
             self.client = await self._connect()
-        self.outbox = Outbox(self.client, self.userbot, self.settings.send_as_file, self.budget)
+        self.outbox = Outbox(self.client, self.userbot, self.settings.send_as_file, self.budget, engine.models)
         me = await self.client.get_me()
         self.username = getattr(me, "username", None)
         self.client.add_event_handler(self._on_message, events.NewMessage(func=_looks_like_command))
@@ -109,11 +114,32 @@ class TelegramPlatform(Platform):
             return
         try:
             command = parse_command(event.raw_text, self.username)
+            inputs = await self._pictures(event.message, command) if command is not None else None
         except SakaiError as exc:
             await self.conversation.say(target, self.engine.render_error(None, exc))
             return
         if command is not None:
-            await self.conversation.start(command, self._requester(event), target)
+            await self.conversation.start(command, self._requester(event), target, inputs=inputs)
+
+    async def _pictures(self, message: Any, command: Command) -> Inputs | None:
+        """The command's picture, its size checked now (nothing downloaded yet); fetched after the status."""
+        if not isinstance(command, ImageCommand | UpscaleCommand):
+            return None
+        if not_a_picture(message):
+            raise InvalidRequest("That file is not a picture; send a photo or an image file.")
+        try:
+            source = await picture_for(message)
+        except errors.RPCError as exc:
+            log.info("the message replied to could not be read: %s", exc)
+            raise SakaiError("I could not read the message you replied to; send the picture again.") from exc
+        if source is None:
+            return None
+        check_size(source)
+        fetch = fetcher(self._client, source)
+
+        async def inputs() -> tuple[bytes, ...]:
+            return (await fetch(),)
+        return inputs
 
     def chat_can_answer(self, text: str) -> bool:
         """A refusal only for commands meant for us, never for chatter in a group."""
@@ -154,9 +180,35 @@ class TelegramPlatform(Platform):
         if press.action == "cancel":
             await self._cancel(event, press.job_id)
             return
-        await event.answer("🔁 On it!" if press.action == "reroll" else "🎲 On it!")
+        await self._redo(event, press)
+
+    async def _redo(self, event: Any, press: buttons.Press) -> None:
+        """Reroll, Variation or Upscale, answered under the message the button is on."""
+        await event.answer({"reroll": "🔁 On it!", "variation": "🎲 On it!"}.get(press.action, "🔍 On it!"))
         target = self._target(event.chat_id, event.message_id, int(event.sender_id))
-        await self.conversation.again(press.job_id, press.action == "variation", self._requester(event), target)
+        requester = self._requester(event)
+        if press.action == "upscale":
+            await self.conversation.upscale(press.job_id, requester, target, self._result_picture(event, press))
+            return
+        image = self._result_picture(event, press) if press.action == "variation" else None
+        await self.conversation.again(press.job_id, press.action == "variation", requester, target, image=image)
+
+    def _result_picture(self, event: Any, press: buttons.Press) -> Fetch:
+        """The result a button is about: the photo it is under, or the album photo its data names."""
+        async def fetch() -> bytes:
+            if press.photo is not None:
+                message = await self._client.get_messages(event.chat_id, ids=press.photo)
+            else:
+                message = await event.get_message()
+            if message is None or not picture_in(message):
+                raise InvalidRequest("That picture is no longer in this chat.")
+            return await fetcher(self._client, message)()
+        return fetch
+
+    @property
+    def _client(self) -> TelegramClient:
+        assert self.client is not None
+        return self.client
 
     async def _cancel(self, event: Any, job_id: str) -> None:
         try:

@@ -10,6 +10,10 @@ replying to the command (the status message keeps its text and its Cancel button
 previews replace that photo's media and caption. Once the image is delivered, or the job ends
 otherwise, the preview message is deleted: the result arrives as a new message, which notifies
 the user (an edit would not) and keeps one delivery path for photos and files.
+
+Several images (``--n``) go as one album; since an album cannot carry inline buttons, a short
+message replying to it carries them, numbered like the photos. An album already sent is remembered,
+so a flood wait before its buttons never sends the pictures twice.
 """
 
 from __future__ import annotations
@@ -17,23 +21,25 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image as PILImage
 from telethon import TelegramClient, errors
 
-from core import Job
+from core import ImageModel, Job
 from core.chat.conversation import NONE, Buttons, DeliveryRefused
 from core.chat.messages import truncate_utf16
 from core.chat.pacing import ChatBudget, RetryAfter
 from platforms.telegram import buttons as keyboards
-from platforms.telegram.delivery import CAPTION_LIMIT, MESSAGE_LIMIT, PHOTO_ERRORS, WAITS, send_image
+from platforms.telegram.delivery import CAPTION_LIMIT, MESSAGE_LIMIT, PHOTO_ERRORS, WAITS, send_album, send_image
 
 log = logging.getLogger(__name__)
 GONE = (errors.MessageIdInvalidError, errors.MessageEditTimeExpiredError, errors.ChatWriteForbiddenError,
         errors.UserIsBlockedError, errors.ChatAdminRequiredError, errors.ChannelPrivateError,
         errors.UserBannedInChannelError, errors.ChatRestrictedError)
+ALBUM_BUTTONS = "🎲 Variation or 🔍 Upscale of one picture (numbered as in the album), or 🔁 Reroll them all."
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,7 @@ class Outbox:
     userbot: bool
     send_as_file: bool
     budget: ChatBudget
+    models: Mapping[str, ImageModel] = field(default_factory=dict)  # decides which result buttons make sense
 
 
 class TelegramTarget:
@@ -54,6 +61,7 @@ class TelegramTarget:
         self.chat_key = str(chat)
         self.budget: ChatBudget | None = outbox.budget if chat < 0 else None  # groups: about 20 a minute
         self.preview_message: Any = None
+        self.album: list[Any] | None = None  # an album sent for this job, kept across a wait before its buttons
 
     # ------------------------------------------------------------------ the conversation's calls
     async def prepare(self) -> dict[str, str]:
@@ -83,18 +91,39 @@ class TelegramTarget:
         return True
 
     async def deliver(self, job: Job) -> None:
-        """The image with its caption and buttons, as a reply to the command."""
+        """The image with its caption and buttons, or an album and then its buttons, as a reply to the command."""
         as_file = job.request.options.as_file or self.outbox.send_as_file
+        wanted = Buttons.of(job, self.outbox.models)
         await self._take()
         try:
-            await send_image(self.outbox.client, self.chat, job, reply_to=self.reply_to, as_file=as_file,
-                             buttons=self._markup(Buttons.result(job.id)))
+            if len(job.results) > 1:
+                await self._deliver_album(job, as_file, wanted)
+            else:
+                await send_image(self.outbox.client, self.chat, job, reply_to=self.reply_to, as_file=as_file,
+                                 buttons=self._markup(wanted))
         except RetryAfter as wait:
             self._refused(wait.seconds)
             raise
         except errors.RPCError as exc:
             raise DeliveryRefused(f"The image was made but Telegram refused it ({type(exc).__name__}).",
                                   detail=str(exc)) from exc
+
+    async def _deliver_album(self, job: Job, as_file: bool, wanted: Buttons) -> None:
+        """The album once, then its buttons on a message replying to it (an album cannot carry them)."""
+        if self.album is None:
+            self.album = await send_album(self.outbox.client, self.chat, job, reply_to=self.reply_to,
+                                          as_file=as_file)
+            await self._take()
+        if self.outbox.userbot or not wanted.actions:
+            return  # no inline buttons for user accounts
+        markup = keyboards.album_buttons(wanted, self.owner, [message.id for message in self.album])
+        try:
+            await self.outbox.client.send_message(self.chat, ALBUM_BUTTONS, reply_to=self.album[0].id,
+                                                  buttons=markup, parse_mode=None)
+        except WAITS as exc:
+            raise RetryAfter(exc.seconds) from exc
+        except errors.RPCError as exc:  # the pictures are there: a missing keyboard is not a failed delivery
+            log.warning("buttons for the album of job %s not sent: %s", job.id, exc)
 
     async def say(self, text: str) -> None:
         """A refusal: shown in the status message when there is one, else as a reply."""
@@ -183,7 +212,7 @@ class TelegramTarget:
             return None  # userbots cannot send inline buttons
         if "cancel" in wanted.actions:
             return keyboards.cancel_buttons(wanted.job_id, self.owner)
-        return keyboards.result_buttons(wanted.job_id, self.owner)
+        return keyboards.result_buttons(wanted, self.owner)
 
 
 def preview_photo(image: bytes) -> io.BytesIO:

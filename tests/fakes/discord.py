@@ -4,12 +4,16 @@ discord.py takes its REST base from ``discord.http.Route.BASE`` and its gateway 
 ``DiscordWebSocket.DEFAULT_GATEWAY``; tests point both here. What a fake must get right
 (from ../shared/reference/platforms.md): JSON content type exactly ``application/json``,
 time-based snowflakes, the required interaction fields, ``Via`` on 429s, consistent message ids.
+Attachments are real: users' uploads (an ``image`` option, a message's pictures) and the bot's own
+files are served from a small CDN route with the ``content_type`` and ``size`` Discord states, so
+``Attachment.read()`` downloads for real; message commands and modal submits are dispatched too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -77,12 +81,15 @@ class FakeDiscord:
         self.dms: dict[int, int] = {}  # user id -> DM channel id
         self.deleted: list[int] = []
         self.refused: list[Call] = []  # requests Discord refused (too large)
+        self.cdn: dict[str, bytes] = {}  # attachment id -> bytes
+        self.downloads: list[str] = []  # attachment ids the bot read from the CDN
 
     # ------------------------------------------------------------------ server
     async def start(self) -> FakeDiscord:
         """Listen on a free port of 127.0.0.1."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gw", self._gateway)
+        app.router.add_get("/cdn/{id}/{name}", self._cdn_file)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
         self._runner, self.root = await serve_locally(app)
         return self
@@ -104,6 +111,60 @@ class FakeDiscord:
         body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
         return _json(body, 429, {"Via": "1.1 google", "Retry-After": str(retry_after),
                                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": str(retry_after)})
+
+    # ------------------------------------------------------------------ attachments
+    def attachment(self, name: str, data: bytes, *, content_type: str | None = None,
+                   stated_size: int | None = None, offset: int = 0) -> dict[str, Any]:
+        """An attachment as Discord describes it, its bytes on the CDN (``stated_size``: the size it claims)."""
+        attachment_id = str(snowflake(len(self.cdn) + 300 + offset))
+        self.cdn[attachment_id] = data
+        kind = content_type or mimetypes.guess_type(name)[0]
+        url = f"{self.root}/cdn/{attachment_id}/{name}"
+        payload = {"id": attachment_id, "filename": name, "size": stated_size or len(data), "url": url,
+                   "proxy_url": url}
+        return payload | ({"content_type": kind} if kind else {})
+
+    async def _cdn_file(self, request: web.Request) -> web.Response:
+        attachment_id = request.match_info["id"]
+        if attachment_id not in self.cdn:
+            return web.Response(status=404)
+        self.downloads.append(attachment_id)
+        return web.Response(body=self.cdn[attachment_id], content_type="application/octet-stream")
+
+    def user_message(self, user: dict[str, Any], content: str, attachments: list[dict[str, Any]],
+                     channel_id: int = 5000) -> dict[str, Any]:
+        """A message a user posted (for message commands)."""
+        self._counter += 1
+        message = self._message(snowflake(self._counter), {"content": content}, channel_id)
+        message.update({"author": user, "attachments": attachments})
+        message.pop("application_id")
+        self.messages[int(message["id"])] = message
+        return message
+
+    async def message_command(self, name: str, message: dict[str, Any], user: dict[str, Any]) -> str:
+        """A user runs a message context-menu command (type 3) on ``message``."""
+        command = next((c for c in self.commands if c["name"] == name), {"id": str(snowflake()), "name": name})
+        data = {"id": command["id"], "name": name, "type": 3, "target_id": message["id"],
+                "resolved": {"messages": {message["id"]: message}}}
+        payload = self._interaction(2, data, user)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    def modal_of(self, token: str) -> dict[str, Any]:
+        """The modal the bot opened in answer to one interaction (callback type 9)."""
+        call = next(c for c in self.for_token(token) if c.path.endswith("/callback") and c.json["type"] == 9)
+        return dict(call.json["data"])
+
+    async def submit_modal(self, token: str, user: dict[str, Any], *values: str) -> str:
+        """The user fills in the modal opened for ``token`` (its text inputs, in order) and submits it."""
+        modal = self.modal_of(token)
+        inputs = [row["component"] if row["type"] == 18 else row["components"][0] for row in modal["components"]]
+        components = [{"type": 18, "id": n + 1, "component": {"type": 4, "id": n + 2, "custom_id": item["custom_id"],
+                                                                "value": value}}
+                      for n, (item, value) in enumerate(zip(inputs, values, strict=True))]
+        payload = self._interaction(5, {"custom_id": modal["custom_id"], "components": components}, user)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return payload["token"]
 
     # ------------------------------------------------------------------ gateway
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -171,11 +232,15 @@ class FakeDiscord:
     async def slash(self, name: str, user: dict[str, Any], *, guild: tuple[int, list[int]] | None = None,
                     **options: Any) -> str:
         """A user runs ``/name option=value ...`` (in a DM, or in ``guild`` = (id, their role ids))."""
-        kinds = {str: 3, int: 4, bool: 5}
-        opts = [{"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items() if v is not None]
+        kinds = {str: 3, int: 4, bool: 5, float: 10, dict: 11}  # a dict is an attachment (type 11)
+        opts = [{"name": k, "type": kinds[type(v)], "value": v["id"] if isinstance(v, dict) else v}
+                for k, v in options.items() if v is not None]
+        attachments = {v["id"]: v for v in options.values() if isinstance(v, dict)}
         command = next((c for c in self.commands if c["name"] == name), {"id": str(snowflake()), "name": name})
-        payload = self._interaction(2, {"id": command["id"], "name": name, "type": 1, "options": opts}, user,
-                                    guild=guild)
+        data = {"id": command["id"], "name": name, "type": 1, "options": opts}
+        if attachments:
+            data["resolved"] = {"attachments": attachments}
+        payload = self._interaction(2, data, user, guild=guild)
         await self.send_event("INTERACTION_CREATE", payload)
         return payload["token"]
 
@@ -233,8 +298,9 @@ class FakeDiscord:
             return _json({"id": str(APP_ID), "name": "SakaiBot", "description": "", "icon": None, "bot_public": True,
                           "bot_require_code_grant": False, "verify_key": "0" * 64, "owner": BOT_USER, "flags": 0})
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
-            self.commands = [{**c, "id": str(snowflake(n)), "application_id": str(APP_ID), "version": "1"}
-                             for n, c in enumerate(body)]
+            # Discord answers with every field; a message command's description is "" (it has none)
+            self.commands = [{"description": "", **c, "id": str(snowflake(n)), "application_id": str(APP_ID),
+                              "version": "1"} for n, c in enumerate(body)]
             return _json(self.commands)
         if parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[1], parts[2], body)
@@ -326,9 +392,7 @@ class FakeDiscord:
         """An edit's ``attachments`` lists what stays (existing ids) and what is new (the uploaded files)."""
         keep = {str(a.get("id")) for a in wanted}
         kept = [a for a in message["attachments"] if a["id"] in keep]
-        new = [{"id": str(snowflake(n + 100)), "filename": name, "size": len(data),
-                "url": f"{self.root}/files/{name}", "proxy_url": f"{self.root}/files/{name}"}
-               for n, (name, data) in enumerate(files.items())]
+        new = [self.attachment(name, data, offset=n + 100) for n, (name, data) in enumerate(files.items())]
         message["attachments"] = kept + new
         self.files[int(message["id"])] = files
 
@@ -344,9 +408,7 @@ class FakeDiscord:
         self._counter += 1
         message_id = snowflake(self._counter)
         message = self._message(message_id, body, channel_id)
-        message["attachments"] = [{"id": str(snowflake(n)), "filename": name, "size": len(data),
-                                   "url": f"{self.root}/files/{name}", "proxy_url": f"{self.root}/files/{name}"}
-                                  for n, (name, data) in enumerate(files.items())]
+        message["attachments"] = [self.attachment(name, data, offset=n) for n, (name, data) in enumerate(files.items())]
         self.files[message_id] = files
         self.messages[message_id] = message
         return message

@@ -3,7 +3,10 @@
 Every request still goes through Telethon's own code (argument handling, entity resolution,
 photo/document decisions, upload chunking, button building, flood-wait logic, result mapping);
 only the socket is missing. Incoming traffic goes through ``client._dispatch_update``, Telethon's
-real event dispatch. This relies on private names (``_sender``, ``_dispatch_update``,
+real event dispatch. Files are real too: uploaded parts are assembled into photos and documents
+(``messages.uploadMedia`` and ``messages.sendMultiMedia`` for albums), and ``upload.getFile`` serves
+their bytes back in the chunks Telethon asks for, so downloads run through Telethon's own code.
+This relies on private names (``_sender``, ``_dispatch_update``,
 ``_mb_entity_cache``, ``update._entities``), so Telethon is pinned to 1.45 and
 ``test_telethon_internals_canary`` fails loudly if they move.
 """
@@ -12,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+import itertools
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+from PIL import Image as PILImage
 from telethon import TelegramClient, errors, types
 from telethon.sessions import StringSession
 from telethon.tl import functions
@@ -36,7 +42,10 @@ BOT = user(BOT_ID, BOT_NAME, bot=True, access_hash=BOT_HASH)
 GROUP_LIMIT, GROUP_WINDOW = 20, 60.0  # Telegram: about 20 messages a minute in a group (core.telegram.org/bots/faq)
 CAPTION_LIMIT, MESSAGE_LIMIT = 1024, 4096  # UTF-16 code units
 WRITES = (functions.messages.SendMessageRequest, functions.messages.SendMediaRequest,
-          functions.messages.EditMessageRequest)
+          functions.messages.EditMessageRequest, functions.messages.SendMultiMediaRequest)
+PARTS = (functions.upload.SaveFilePartRequest, functions.upload.SaveBigFilePartRequest)
+CHUNK_LIMIT = 1024 * 1024  # upload.getFile: limit at most 1 MB, a multiple of 4 KB (core.telegram.org/api/files)
+_ids = itertools.count(900_000)
 
 
 class ScaledClock(Clock):
@@ -85,6 +94,10 @@ class FakeSender:
         self.media_edit_gap = 0.0  # > 0: media edits of one message closer than this get FLOOD_WAIT
         self.media_edits: dict[int, list[float]] = {}  # message id -> clock times of accepted media edits
         self._told: dict[Any, float] = {}
+        self.parts: dict[int, dict[int, bytes]] = {}  # upload file id -> part number -> bytes
+        self.files: dict[int, bytes] = {}  # photo or document id -> its bytes
+        self.photos: dict[int, types.Photo] = {}
+        self.documents: dict[int, types.Document] = {}
 
     def flood(self, request_type: type, seconds: float) -> None:
         """From now on, refuse every ``request_type`` with FLOOD_WAIT until ``seconds`` have passed."""
@@ -114,7 +127,10 @@ class FakeSender:
         if refusal is not None:
             future.set_exception(refusal)
         else:
-            future.set_result(self.answer(request))
+            try:
+                future.set_result(self.answer(request))
+            except errors.RPCError as error:  # what Telegram refuses only once it looks at the request
+                future.set_exception(error)
         return future
 
     def _refusal(self, request: Any) -> BaseException | None:
@@ -127,6 +143,9 @@ class FakeSender:
             return None
         text = getattr(request, "message", "") or ""
         limit = CAPTION_LIMIT if isinstance(request, functions.messages.SendMediaRequest) else MESSAGE_LIMIT
+        if isinstance(request, functions.messages.SendMultiMediaRequest):
+            text = max((single.message for single in request.multi_media), key=utf16, default="")
+            limit = CAPTION_LIMIT
         if utf16(text) > limit:
             error = errors.MediaCaptionTooLongError if limit == CAPTION_LIMIT else errors.MessageTooLongError
             return error(request=None)
@@ -183,17 +202,95 @@ class FakeSender:
         if isinstance(request, functions.users.GetUsersRequest):
             return [self.me]
         if isinstance(request, functions.messages.GetMessagesRequest):
-            wanted = [getattr(i, "id", i) for i in request.id]
+            wanted = [self._wanted(i) for i in request.id]
             found = [self.messages[i] for i in wanted if i in self.messages]
             return types.messages.Messages(messages=found, topics=[], chats=[], users=[self.me])
-        return True  # SaveFilePartRequest, SetBotCallbackAnswerRequest, ...
+        return self._file_answer(request)
+
+    def _file_answer(self, request: Any) -> Any:
+        """Uploads, uploaded media, albums and downloads."""
+        if isinstance(request, PARTS):
+            self.parts.setdefault(request.file_id, {})[request.file_part] = request.bytes
+            return True
+        if isinstance(request, functions.messages.UploadMediaRequest):
+            return self.stored(request.media)
+        if isinstance(request, functions.messages.SendMultiMediaRequest):
+            return self._album(request)
+        if isinstance(request, functions.upload.GetFileRequest):
+            if request.limit > CHUNK_LIMIT or request.limit % 4096 or request.offset % 4096:
+                raise errors.LimitInvalidError(request=None)
+            data = self.files[request.location.id]
+            return types.upload.File(type=types.storage.FileUnknown(), mtime=0,
+                                     bytes=data[request.offset:request.offset + request.limit])
+        return True  # SetBotCallbackAnswerRequest, ...
+
+    def _wanted(self, item: Any) -> int:
+        """A message id; ``InputMessageReplyTo(id)`` means the message that ``id`` replies to."""
+        if isinstance(item, types.InputMessageReplyTo):
+            replying = self.messages.get(item.id)
+            header = getattr(replying, "reply_to", None)
+            return getattr(header, "reply_to_msg_id", None) or -1
+        return getattr(item, "id", item)
+
+    def photo(self, data: bytes, stated_size: int | None = None) -> types.Photo:
+        """A stored photo of ``data`` (``stated_size``: what Telegram claims its size is)."""
+        with PILImage.open(io.BytesIO(data)) as picture:
+            width, height = picture.size
+        photo = types.Photo(id=next(_ids), access_hash=7, file_reference=b"ref", date=dt.datetime.now(dt.UTC),
+                            sizes=[types.PhotoSize(type="y", w=width, h=height, size=stated_size or len(data))],
+                            dc_id=0)  # 0: the session's own DC, so Telethon downloads without exporting
+        self.photos[photo.id], self.files[photo.id] = photo, data
+        return photo
+
+    def document(self, data: bytes, mime_type: str, name: str = "file", stated_size: int | None = None
+                 ) -> types.Document:
+        """A stored document of ``data``."""
+        document = types.Document(id=next(_ids), access_hash=7, file_reference=b"ref",
+                                  date=dt.datetime.now(dt.UTC), mime_type=mime_type,
+                                  size=stated_size or len(data), dc_id=0,
+                                  attributes=[types.DocumentAttributeFilename(file_name=name)])
+        self.documents[document.id], self.files[document.id] = document, data
+        return document
+
+    def _assembled(self, input_file: Any) -> bytes:
+        parts = self.parts.pop(input_file.id)
+        return b"".join(parts[n] for n in range(input_file.parts))
+
+    def stored(self, media: Any) -> Any:
+        """What Telegram keeps for an ``InputMedia``: uploaded files become photos and documents."""
+        if isinstance(media, types.InputMediaUploadedPhoto):
+            return types.MessageMediaPhoto(photo=self.photo(self._assembled(media.file)))
+        if isinstance(media, types.InputMediaUploadedDocument):
+            name = next((a.file_name for a in media.attributes
+                         if isinstance(a, types.DocumentAttributeFilename)), "file")
+            return types.MessageMediaDocument(document=self.document(self._assembled(media.file), media.mime_type,
+                                                                     name))
+        if isinstance(media, types.InputMediaPhoto):
+            return types.MessageMediaPhoto(photo=self.photos[media.id.id])
+        if isinstance(media, types.InputMediaDocument):
+            return types.MessageMediaDocument(document=self.documents[media.id.id])
+        raise errors.MediaInvalidError(request=None)
+
+    def _album(self, request: Any) -> types.Updates:
+        """``messages.sendMultiMedia``: one message per picture, grouped, each with its caption."""
+        grouped, updates, messages = next(_ids), [], []
+        for single in request.multi_media:
+            self._next_id += 1
+            message = types.Message(id=self._next_id, peer_id=_peer(request.peer), date=dt.datetime.now(dt.UTC),
+                                    message=single.message, out=True, from_id=types.PeerUser(self.me.id),
+                                    media=self.stored(single.media), reply_to=_header(request.reply_to),
+                                    grouped_id=grouped)
+            self.messages[message.id] = message
+            messages.append(message)
+            updates.append(types.UpdateMessageID(id=message.id, random_id=single.random_id))
+        updates += [types.UpdateNewMessage(message=m, pts=1, pts_count=1) for m in messages]
+        return types.Updates(updates=updates, users=[self.me], chats=[], date=dt.datetime.now(dt.UTC), seq=0)
 
     def _message(self, request: Any, message_id: int, text: str) -> types.Message:
         media = None
         if getattr(request, "media", None) is not None:  # a send, or an edit that replaces the media
-            media = types.MessageMediaDocument(document=None) if isinstance(
-                request.media, types.InputMediaUploadedDocument) else types.MessageMediaPhoto(photo=None)
-        reply_to = getattr(request, "reply_to", None)
+            media = self.stored(request.media)
+        reply_to = _header(getattr(request, "reply_to", None))
         return types.Message(id=message_id, peer_id=_peer(request.peer), date=dt.datetime.now(dt.UTC), message=text,
                              out=True, from_id=types.PeerUser(self.me.id), media=media,
                              reply_markup=getattr(request, "reply_markup", None), reply_to=reply_to)
@@ -215,6 +312,13 @@ class FakeSender:
         self.messages[request.id] = message
         return types.Updates(updates=[types.UpdateEditMessage(message=message, pts=1, pts_count=1)],
                              users=[self.me], chats=[], date=dt.datetime.now(dt.UTC), seq=0)
+
+
+def _header(reply_to: Any) -> Any:
+    """The reply header a sent message carries, from the ``InputReplyTo`` it was sent with."""
+    if isinstance(reply_to, types.InputReplyToMessage):
+        return types.MessageReplyHeader(reply_to_msg_id=reply_to.reply_to_msg_id)
+    return reply_to
 
 
 def _chat_id(input_peer: Any) -> int:
@@ -268,17 +372,29 @@ class OfflineTelegram:
         return types.PeerChat(chat_id)
 
     async def message(self, text: str, *, sender: types.User, chat_id: int | None = None,
-                      outgoing: bool = False) -> int:
-        """Deliver a new message through Telethon's dispatch; returns its id."""
+                      outgoing: bool = False, media: Any = None, reply_to: int | None = None) -> int:
+        """Deliver a new message through Telethon's dispatch (with ``media``, replying to ``reply_to``); its id."""
         self.know(sender)
-        self._message_id += 1
+        self._message_id = max(self._message_id, self.sender._next_id) + 1
         peer = self._chat(chat_id) if chat_id else types.PeerUser(sender.id)
+        header = types.MessageReplyHeader(reply_to_msg_id=reply_to) if reply_to else None
         message = types.Message(id=self._message_id, peer_id=peer, date=dt.datetime.now(dt.UTC), message=text,
-                                out=outgoing, from_id=types.PeerUser(sender.id))
+                                out=outgoing, from_id=types.PeerUser(sender.id), media=media, reply_to=header)
+        self.sender.messages[message.id] = message  # the server keeps it: replies and downloads find it
+        self.sender._next_id = self._message_id
         update = types.UpdateNewMessage(message=message, pts=self._message_id, pts_count=1)
         update._entities = {**self.known, **self.known_chats}
         await self.client._dispatch_update(update)
         return self._message_id
+
+    def photo(self, data: bytes, *, stated_size: int | None = None) -> types.MessageMediaPhoto:
+        """A photo as a user's message carries it (``stated_size``: the size Telegram states)."""
+        return types.MessageMediaPhoto(photo=self.sender.photo(data, stated_size))
+
+    def file(self, data: bytes, mime_type: str, name: str, *, stated_size: int | None = None
+             ) -> types.MessageMediaDocument:
+        """A file (a document) as a user's message carries it."""
+        return types.MessageMediaDocument(document=self.sender.document(data, mime_type, name, stated_size))
 
     async def press(self, data: bytes, *, sender: types.User, message_id: int, chat_id: int | None = None) -> None:
         """Press an inline button under ``message_id``."""
