@@ -114,3 +114,20 @@ async def test_quota_error_on_an_image_request_is_remembered(engine, server):
     with pytest.raises(QuotaExceeded):
         await model.generate(image_request(images=(input_image(),)), Recorded())
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(("model", "body", "code"), [
+    (FLUX2, {"files": {"prompt": (None, "x"), "input_image_0": ("a.png", input_image((600, 600)).data, "image/png")}},
+     5006),  # above 512x512
+    (FLUX2, {"files": {"prompt": (None, "x"), "input_image_0": (None, "not a file")}}, 5006),
+    (IMG2IMG, {"json": {"prompt": "x", "image": "aGVsbG8="}}, 5004),  # a string where uint8s are due
+    (IMG2IMG, {"json": {"prompt": "x", "image": list(input_image().data), "strength": 2}}, 5006),
+    (INPAINT, {"json": {"prompt": "x", "image": list(input_image().data)}}, 5006),  # no mask
+])
+async def test_the_fake_refuses_what_the_schema_refuses(server, model, body, code):
+    import httpx
+
+    url = f"{server.base_url}/accounts/{ACCOUNT}/ai/run/{model}"
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url, headers={"Authorization": f"Bearer {TOKEN}"}, **body)
+    assert response.status_code == 400 and response.json()["errors"][0]["code"] == code
