@@ -10,6 +10,10 @@ What the WebUI sends (``modules/api/api.py``; Forge answers plain-text 500s)::
     500  {"error": "OutOfMemoryError", "errors": "CUDA out of memory…"}
                                                           → BackendUnavailable, *not* retried: the same
                                                             picture on the same card runs out again
+    500  {"error": "AssertionError", "errors": "could not find upscaler named …"} (extras)
+                                                          → BackendError naming the setting (not retried)
+    500  {"detail": "Invalid encoded image"}, 404 "Init image not found" (img2img)
+                                                          → InvalidRequest: the picture was refused
     500  anything else (Forge: plain text)                → BackendUnavailable (retried)
     200  with no image                                    → InvalidImage
     transport failures                                    → core.http: BackendUnavailable / BackendTimeout
@@ -24,6 +28,8 @@ from typing import Any
 from core import BackendAuthError, BackendError, BackendUnavailable, InvalidRequest, SakaiError
 
 OOM_RE = re.compile(r"out ?of ?memory|OutOfMemory", re.IGNORECASE)
+UPSCALER_RE = re.compile(r"could not find upscaler", re.IGNORECASE)
+BAD_IMAGE_RE = re.compile(r"invalid encoded image|init image not found", re.IGNORECASE)
 MAX_SHOWN = 200
 OOM_MESSAGE = ("The image server ran out of GPU memory for this picture. Try a smaller size or fewer steps, "
                "or try again when the server is less busy.")
@@ -48,6 +54,11 @@ def map_error(status: int, text: str) -> SakaiError:
                                 detail=detail)
     if status == 422:
         return InvalidRequest(f"The image server did not accept this request: {_shown(message)}")
+    if UPSCALER_RE.search(message):
+        return BackendError(f"The image server says: {_shown(message)}. Tell the bot's admin "
+                            "(check upscaler in the config against /sdapi/v1/upscalers).", detail=detail)
+    if BAD_IMAGE_RE.search(message):
+        return InvalidRequest(f"The image server did not accept the picture: {_shown(message)}")
     if status == 404:
         return BackendError(f"The image server says: {_shown(message)}. Tell the bot's admin "
                             "(check sampler and checkpoint in the config).", detail=detail)

@@ -1,8 +1,9 @@
-"""One model on an AUTOMATIC1111-compatible WebUI: txt2img, progress polling, interrupt on cancel."""
+"""One model on an AUTOMATIC1111-compatible WebUI: txt2img, img2img, upscaling, progress, interrupt on cancel."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import uuid
@@ -20,6 +21,7 @@ from core import (
     GenerationRequest,
     Image,
     ImageModel,
+    InputSupport,
     InvalidImage,
     JobCancelled,
     Progress,
@@ -28,6 +30,8 @@ from core import (
 )
 from core.http import send
 from core.imaging import checked_image, decode_base64, sniff
+from core.types import MAX_SEED
+from plugins.automatic1111.bodies import EXTRAS, request_body, upscale_body
 from plugins.automatic1111.errors import map_error, parse_body
 from plugins.automatic1111.settings import Automatic1111Settings
 from plugins.automatic1111.tracking import JobTracker, Mode
@@ -39,7 +43,7 @@ INTERRUPT_TIMEOUT = 5.0
 
 
 class Automatic1111Model(ImageModel):
-    """Sends txt2img, reports progress and previews while it runs, interrupts only its own job."""
+    """Sends txt2img or img2img (batches natively), upscales with extras; interrupts only its own job."""
 
     def __init__(self, name: str, settings: Automatic1111Settings, engine: EngineView) -> None:
         self.name = name
@@ -53,33 +57,48 @@ class Automatic1111Model(ImageModel):
             sizes=sizes_for_area(settings.area, multiple=64), max_prompt_length=settings.max_prompt_length,
             supports_seed=True, supports_negative_prompt=True, max_steps=settings.max_steps,
             default_steps=settings.steps, default_concurrency=1,
+            inputs=InputSupport(image_to_image=True, masks=True, strength=True),
+            upscale_factors=tuple(settings.upscale_factors) if settings.upscaler else (),
+            max_batch=settings.max_batch,
         )
 
-    def payload(self, request: GenerationRequest) -> dict[str, Any]:
-        """The txt2img body: the request's values over the configured defaults."""
-        body: dict[str, Any] = {
-            "prompt": request.prompt, "negative_prompt": request.negative_prompt or "",
-            "seed": request.seed if request.seed is not None else -1,
-            "steps": request.steps or self.settings.steps, "cfg_scale": self.settings.cfg_scale,
-            "width": request.size.width, "height": request.size.height,
-            "batch_size": 1, "n_iter": 1, "send_images": True, "save_images": False,
-        }
-        for key, value in (("sampler_name", self.settings.sampler), ("scheduler", self.settings.scheduler)):
-            if value:
-                body[key] = value
-        if self.settings.checkpoint:
-            body["override_settings"] = {"sd_model_checkpoint": self.settings.checkpoint}
-        return body
-
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
-        """Run txt2img while a poller reports progress; on cancel, stop our job on the server."""
-        body = self.payload(request)
+        """One image: an upscale, an img2img or a txt2img."""
+        if request.upscale:
+            return await self._upscale(request, progress)
+        return (await self._generate(request, 1, progress))[0]
+
+    async def generate_batch(self, request: GenerationRequest, count: int, progress: Progress) -> list[Image]:
+        """``count`` images in calls of at most ``max_batch`` (the WebUI's ``batch_size``, seeds seed, seed + 1, …)."""
+        if request.upscale or count <= 1:
+            return await super().generate_batch(request, count, progress)
+        images: list[Image] = []
+        for start in range(0, count, self.settings.max_batch):
+            seed = None if request.seed is None else (request.seed + start) % (MAX_SEED + 1)
+            part = dataclasses.replace(request, seed=seed)
+            images += await self._generate(part, min(self.settings.max_batch, count - start), progress)
+        return images
+
+    async def _upscale(self, request: GenerationRequest, progress: Progress) -> Image:
+        """``extra-single-image`` with the configured upscaler; it holds the server's lock like a generation."""
+        response = await self._send("POST", EXTRAS, json=upscale_body(self.settings, request),
+                                    timeout=self.settings.timeout)
+        if response.status_code >= 400:
+            raise map_error(response.status_code, response.text)
+        data = await asyncio.to_thread(_upscaled, response.text)
+        await progress(1.0)
+        return await checked_image(data, model=self.name, seed=None, backend="automatic1111",
+                                   upscaler=self.settings.upscaler, upscale=request.upscale)
+
+    async def _generate(self, request: GenerationRequest, batch: int, progress: Progress) -> list[Image]:
+        """Run txt2img or img2img while a poller reports progress; on cancel, stop our job on the server."""
+        path, body = await request_body(self.settings, request, batch)
         body["force_task_id"] = f"sakaibot-{uuid.uuid4().hex}"  # servers that do not know it ignore it
         tracker = JobTracker(self._send, body["force_task_id"], body["steps"], self._mode)
         await tracker.begin()
         poller = asyncio.create_task(self._follow(tracker, progress), name=f"{self.name}-progress")
         try:
-            response = await self._send("POST", "/sdapi/v1/txt2img", json=body, timeout=self.settings.timeout)
+            response = await self._send("POST", path, json=body, timeout=self.settings.timeout)
         except asyncio.CancelledError:
             await self._stop(tracker)
             raise
@@ -89,7 +108,7 @@ class Automatic1111Model(ImageModel):
         if response.status_code >= 400:
             raise map_error(response.status_code, response.text)
         await self._raise_if_interrupted(tracker)
-        return await self._image(response, request)
+        return await self._images(response, request, batch)
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await send(self.engine.http, method, f"{self.base}{path}", service=SERVICE,
@@ -165,13 +184,18 @@ class Automatic1111Model(ImageModel):
             task.cancel()
         await asyncio.gather(*self._deferred, return_exceptions=True)
 
-    async def _image(self, response: httpx.Response, request: GenerationRequest) -> Image:
-        # A txt2img answer is megabytes of JSON and base64: parsed off the event loop.
-        data, info = await asyncio.to_thread(_picture, response.text)
-        seed = info.get("seed", request.seed)
-        return await checked_image(data, model=self.name, seed=seed if isinstance(seed, int) else None,
-                                   backend="automatic1111", checkpoint=info.get("sd_model_name"),
-                                   sampler=info.get("sampler_name"))
+    async def _images(self, response: httpx.Response, request: GenerationRequest, batch: int) -> list[Image]:
+        # An answer is megabytes of JSON and base64: parsed off the event loop.
+        pictures, info = await asyncio.to_thread(_pictures, response.text, batch)
+        listed = info.get("all_seeds")
+        seeds: list[Any] = listed if isinstance(listed, list) else [info.get("seed", request.seed)]
+        images = []
+        for index, data in enumerate(pictures):
+            seed = seeds[index] if index < len(seeds) else None
+            images.append(await checked_image(data, model=self.name, seed=seed if isinstance(seed, int) else None,
+                                              backend="automatic1111", checkpoint=info.get("sd_model_name"),
+                                              sampler=info.get("sampler_name")))
+        return images
 
     async def check(self) -> CheckResult:
         """List the server's checkpoints: proves the address, the login and the configured checkpoint."""
@@ -185,7 +209,26 @@ class Automatic1111Model(ImageModel):
             return CheckResult(CheckStatus.BAD_CREDENTIALS, f"HTTP {status}: check {variable}")
         if status >= 400:
             return CheckResult(CheckStatus.UNREACHABLE, f"HTTP {status} (is the WebUI started with --api?)")
-        return self._checkpoints(response.text)
+        result = self._checkpoints(response.text)
+        if result.status is not CheckStatus.OK:
+            return result
+        return await self._upscaler_missing() or result
+
+    async def _upscaler_missing(self) -> CheckResult | None:
+        """MISCONFIGURED when the configured upscaler is not in ``/sdapi/v1/upscalers``."""
+        wanted = self.settings.upscaler
+        if not wanted:
+            return None
+        try:
+            response = await self._send("GET", "/sdapi/v1/upscalers", timeout=15)
+        except SakaiError as exc:
+            return CheckResult(CheckStatus.UNREACHABLE, exc.detail or exc.user_message)
+        items = parse_list(response.text) if response.status_code == 200 else []
+        names = [str(item.get("name")) for item in items if isinstance(item, dict)]
+        if wanted in names:
+            return None
+        return CheckResult(CheckStatus.MISCONFIGURED, f"upscaler {wanted!r} is not on the server; it has: "
+                                                      f"{', '.join(names[:10]) or 'none listed'}")
 
     def _checkpoints(self, text: str) -> CheckResult:
         try:
@@ -202,6 +245,15 @@ class Automatic1111Model(ImageModel):
         return CheckResult(CheckStatus.OK, f"{len(titles)} checkpoint(s): {listed}")
 
 
+def parse_list(text: str) -> list[Any]:
+    """A JSON list answer, or ``[]``."""
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return []
+    return items if isinstance(items, list) else []
+
+
 async def _stopped(task: asyncio.Task[None]) -> None:
     """Cancel the poller and wait for it, without mistaking its cancellation for ours."""
     task.cancel()
@@ -211,13 +263,25 @@ async def _stopped(task: asyncio.Task[None]) -> None:
 
 
 
-def _picture(text: str) -> tuple[bytes, dict[str, Any]]:
-    """The first image's bytes and the generation info from a txt2img answer; ``InvalidImage`` without one."""
+def _pictures(text: str, batch: int) -> tuple[list[bytes], dict[str, Any]]:
+    """The batch's image bytes and the generation info; ``InvalidImage`` unless all of them came back.
+
+    A grid comes first only when ``save_images`` is on (we send it off), so the last ``batch``
+    images are the batch either way.
+    """
     body = parse_body(text)
     images = body.get("images") or []
-    if not images or not isinstance(images[0], str):
+    if len(images) < batch or not all(isinstance(image, str) for image in images):
+        raise InvalidImage("The image server answered without a picture (or fewer than asked for).", detail=text[:300])
+    return [decode_base64(image) for image in images[-batch:]], _info(body.get("info"))
+
+
+def _upscaled(text: str) -> bytes:
+    """The picture in an ``extra-single-image`` answer (``{"html_info", "image"}``)."""
+    image = parse_body(text).get("image")
+    if not isinstance(image, str) or not image:
         raise InvalidImage("The image server answered without a picture.", detail=text[:300])
-    return decode_base64(images[0]), _info(body.get("info"))
+    return decode_base64(image)
 
 
 def _preview(value: str | None) -> bytes | None:

@@ -29,6 +29,14 @@ class Automatic1111Settings(ModelSettings):
     poll_interval: float = Field(default=1.0, ge=0.01, le=30, description="seconds between progress polls")
     previews: bool = Field(default=True, description="ask /sdapi/v1/progress for the live preview image")
     timeout: float = Field(default=600.0, gt=0, description="one request, queue wait included")
+    denoising_strength: float = Field(default=0.75, ge=0, le=1, description="img2img strength a request names none")
+    mask_blur: int = Field(default=4, ge=0, le=64, description="inpainting: pixels of blur on the mask edge")
+    inpainting_fill: int = Field(default=1, ge=0, le=3, description="masked content: 0 fill, 1 original, "
+                                 "2 latent noise, 3 latent nothing")
+    upscaler: str | None = Field(default=None, description='name from /sdapi/v1/upscalers, e.g. "R-ESRGAN 4x+"; '
+                                 "enables Upscale")
+    upscale_factors: list[int] = Field(default_factory=lambda: [2, 4], description="factors offered for Upscale")
+    max_batch: int = Field(default=4, ge=1, le=8, description="images one txt2img/img2img call makes (batch_size)")
 
     @model_validator(mode="before")
     @classmethod
@@ -43,6 +51,8 @@ class Automatic1111Settings(ModelSettings):
             raise ValueError(f"{self.auth_env or 'auth'} must look like user:password")
         if self.steps > self.max_steps:
             raise ValueError(f"steps ({self.steps}) is above max_steps ({self.max_steps})")
+        if any(not 2 <= factor <= 8 for factor in self.upscale_factors):
+            raise ValueError("upscale_factors must be between 2 and 8 (the WebUI's upscaling_resize limit)")
         return self
 
     def basic_auth(self) -> tuple[str, str] | None:

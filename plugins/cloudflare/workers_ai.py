@@ -17,6 +17,7 @@ from core import (
 )
 from core.http import send
 from plugins.cloudflare.catalog import ModelSpec, RequestKind, spec_for
+from plugins.cloudflare.inputs import json_inputs, reference_parts
 from plugins.cloudflare.response import read_image
 from plugins.cloudflare.settings import WorkersAISettings
 
@@ -27,7 +28,7 @@ SERVICE = "Cloudflare Workers AI"
 
 
 class WorkersAIModel(ImageModel):
-    """One Workers AI text-to-image model, with its real limits declared."""
+    """One Workers AI image model, with its real limits (and the input images it takes) declared."""
 
     def __init__(self, name: str, settings: WorkersAISettings, engine: EngineView) -> None:
         self.name = name
@@ -50,11 +51,7 @@ class WorkersAIModel(ImageModel):
         """Send one request; the quota error is remembered until Cloudflare's daily reset."""
         self._raise_if_exhausted()
         url = f"{self._base}/run/{self.settings.model}"
-        fields = self.payload(request)
-        if self.spec.request is RequestKind.MULTIPART:
-            body: dict[str, Any] = {"files": {k: (None, str(v)) for k, v in fields.items()}}
-        else:
-            body = {"json": fields}
+        body = await self.body(request)
         response = await send(self.engine.http, "POST", url, service=SERVICE, headers=self._headers(),
                               timeout=self.settings.timeout, **body)
         try:
@@ -63,6 +60,14 @@ class WorkersAIModel(ImageModel):
         except QuotaExceeded as exc:
             self._quota = exc
             raise
+
+    async def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """httpx keyword arguments: a JSON body, or multipart form fields and image file parts."""
+        fields = self.payload(request)
+        if self.spec.request is RequestKind.MULTIPART:
+            files: dict[str, Any] = {k: (None, str(v)) for k, v in fields.items()}
+            return {"files": files | await reference_parts(self.spec, request)}
+        return {"json": fields | await json_inputs(self.spec, request)}
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """Exactly the fields this model takes; nothing it would reject."""

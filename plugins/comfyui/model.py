@@ -21,6 +21,7 @@ from core import (
     GenerationRequest,
     Image,
     ImageModel,
+    InputSupport,
     Progress,
     SakaiError,
     Size,
@@ -32,6 +33,7 @@ from plugins.comfyui.errors import map_prompt_error
 from plugins.comfyui.results import first_image, history_entry, missing_checkpoints, raise_for_status
 from plugins.comfyui.run import PromptRun
 from plugins.comfyui.settings import ComfyUISettings
+from plugins.comfyui.uploads import upload_inputs
 
 log = logging.getLogger(__name__)
 SERVICE = "The ComfyUI server"
@@ -52,22 +54,27 @@ class ComfyUIModel(ImageModel):
         self.capabilities = _capabilities(settings, self.workflow.placeholders)
         self._session: aiohttp.ClientSession | None = None
 
-    def values(self, request: GenerationRequest) -> dict[str, Any]:
-        """What each placeholder becomes for ``request``."""
+    def values(self, request: GenerationRequest, uploads: dict[str, str] | None = None) -> dict[str, Any]:
+        """What each placeholder becomes for ``request``; ``uploads`` names the pictures on the server."""
         settings = self.settings
+        uploads = uploads or {}
         return {"prompt": request.prompt, "negative_prompt": request.negative_prompt or "",
                 "seed": request.seed if request.seed is not None else 0, "width": request.size.width,
                 "height": request.size.height, "steps": request.steps or settings.steps, "cfg": settings.cfg,
-                "checkpoint": settings.checkpoint or "", "sampler": settings.sampler, "scheduler": settings.scheduler}
+                "checkpoint": settings.checkpoint or "", "sampler": settings.sampler, "scheduler": settings.scheduler,
+                "image": uploads.get("image", ""), "mask": uploads.get("mask", ""),
+                "denoise": request.strength if request.strength is not None else settings.denoise}
 
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
-        """Connect the websocket first (so no message is missed), queue, follow, then fetch the output."""
+        """Upload the pictures, connect the websocket (so no message is missed), queue, follow, fetch the output."""
+        uploads = await upload_inputs(self._send, request, self.workflow.placeholders)
         client_id = uuid.uuid4().hex
         run = PromptRun(str(uuid.uuid4()), progress)  # current ComfyUI takes our id, so a cancel can name it
         try:
             async with self._http_session().ws_connect(self._ws_url(client_id), heartbeat=30,
                                                        auth=self._ws_auth()) as socket:
-                run.prompt_id = await self._queue(self.workflow.fill(self.values(request)), client_id, run.prompt_id)
+                graph = self.workflow.fill(self.values(request, uploads))
+                run.prompt_id = await self._queue(graph, client_id, run.prompt_id)
                 await self._follow(socket, run)
             if not run.finished:
                 await self._wait_in_history(run.prompt_id)
@@ -196,7 +203,10 @@ class ComfyUIModel(ImageModel):
 def _capabilities(settings: ComfyUISettings, names: frozenset[str]) -> Capabilities:
     sized = {"width", "height"} <= names
     stepped = "steps" in names
+    inputs = InputSupport(image_to_image=True, edit=settings.edit, masks="mask" in names,
+                          strength="denoise" in names) if "image" in names else None
     return Capabilities(
+        inputs=inputs,
         sizes=sizes_for_area(settings.area, multiple=64) if sized else (Size(*settings.size),),
         max_prompt_length=settings.max_prompt_length, supports_seed="seed" in names,
         supports_negative_prompt="negative_prompt" in names, max_steps=settings.max_steps if stepped else None,

@@ -17,7 +17,8 @@ class ComfyUISettings(ModelSettings):
     """A model served by a ComfyUI server through a workflow with placeholders."""
 
     url: str = Field(default=DEFAULT_URL, pattern=r"^https?://", description="the ComfyUI server's address")
-    workflow: str | None = Field(default=None, description="API-format JSON with {{placeholders}}; default: built-in")
+    workflow: str | None = Field(default=None, description="API-format JSON with {{placeholders}}, or "
+                                 '"builtin:img2img"; default: the built-in text-to-image one')
     checkpoint: str | None = Field(default=None, description="fills {{checkpoint}}: a file in models/checkpoints")
     sampler: str = Field(default="euler", description="fills {{sampler}}")
     scheduler: str = Field(default="normal", description="fills {{scheduler}}")
@@ -30,6 +31,8 @@ class ComfyUISettings(ModelSettings):
     auth_env: str | None = Field(default=None, description="user:password for a reverse proxy in front of ComfyUI")
     auth: SecretStr | None = Field(default=None, description="never in the file: name a variable in auth_env")
     timeout: float = Field(default=600.0, gt=0, description="one request, queue wait included")
+    denoise: float = Field(default=0.75, ge=0, le=1, description="fills {{denoise}} when a request names no strength")
+    edit: bool = Field(default=False, description="the workflow follows instructions on the picture (e.g. Kontext)")
     _workflow: Workflow | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")

@@ -3,6 +3,11 @@
 A string input that is exactly ``"{{seed}}"`` becomes the number itself (ComfyUI refuses a
 string where it wants an INT); text placeholders may also sit inside a longer string, e.g.
 ``"best quality, {{prompt}}"``. Unknown names are refused when the config is loaded.
+
+Input pictures: ``{{image}}`` as the ``image`` input of a ``LoadImage`` node becomes the name
+ComfyUI gave the uploaded picture; ``{{mask}}`` as the ``image`` input of a ``LoadImageMask``
+node (channel ``red``: white repaints) the uploaded mask; ``{{denoise}}`` (a number) the
+request's strength. A workflow with ``{{image}}`` works from a picture only.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.comfyui.default_workflow import DEFAULT_WORKFLOW
+from plugins.comfyui.default_workflow import BUILTIN_WORKFLOWS, DEFAULT_WORKFLOW
 
 PLACEHOLDER_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-TEXT = frozenset({"prompt", "negative_prompt", "checkpoint", "sampler", "scheduler"})
+TEXT = frozenset({"prompt", "negative_prompt", "checkpoint", "sampler", "scheduler", "image", "mask"})
 INTEGER = frozenset({"seed", "width", "height", "steps"})
-NUMBER = frozenset({"cfg"})
+NUMBER = frozenset({"cfg", "denoise"})
+BUILTIN = "builtin:"
 KNOWN = TEXT | INTEGER | NUMBER
 
 
@@ -36,6 +42,11 @@ class Workflow:
         """The file at ``path``, or the shipped text-to-image workflow; raise ``ValueError`` if unusable."""
         if path is None:
             return cls.parse(DEFAULT_WORKFLOW, "the default workflow")
+        if path.startswith(BUILTIN):
+            name = path.removeprefix(BUILTIN)
+            if name not in BUILTIN_WORKFLOWS:
+                raise ValueError(f"no built-in workflow {name!r}; built in: {', '.join(sorted(BUILTIN_WORKFLOWS))}")
+            return cls.parse(BUILTIN_WORKFLOWS[name], path)
         try:
             text = Path(path).expanduser().read_text("utf-8")
         except OSError as exc:
@@ -53,6 +64,8 @@ class Workflow:
         names = frozenset(_placeholders(graph, source))
         if "prompt" not in names:
             raise ValueError(f"{source} has no {{{{prompt}}}} placeholder: nothing would carry the user's prompt")
+        if "mask" in names and "image" not in names:
+            raise ValueError(f"{source} has {{{{mask}}}} but no {{{{image}}}}: a mask needs the picture it covers")
         return cls(graph, names, source)
 
     def fill(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ CONTENT_CODES = {"moderation_blocked", "content_policy_violation"}
 
 
 def map_litellm_error(litellm: ModuleType, exc: Exception) -> SakaiError:
-    """The SakaiError for an exception raised by ``litellm.aimage_generation``."""
+    """The SakaiError for an exception raised by ``litellm.aimage_generation`` or ``aimage_edit``."""
     detail = mask_secrets(f"{type(exc).__name__}: {str(exc)[:500]}")
     code = _code(exc)
     text = str(exc).lower()

@@ -1,4 +1,4 @@
-"""An image model behind litellm's ``aimage_generation``."""
+"""An image model behind litellm's ``aimage_generation``, and ``aimage_edit`` for requests with pictures."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from core import (
 from core.config import from_environment
 from core.http import send
 from core.imaging import checked_image, decode_base64
+from plugins.litellm_images.edits import edit_arguments, edit_limits, input_support
 from plugins.litellm_images.errors import map_litellm_error
 from plugins.litellm_loader import load_litellm
 
@@ -41,6 +42,9 @@ class LiteLLMImageSettings(ModelSettings):
     max_prompt_length: int = Field(default=4000, ge=1, le=32_000)
     params: dict[str, Any] = Field(default_factory=dict, description="passed through, e.g. quality, output_format")
     timeout: float = Field(default=180.0, gt=0)
+    edit_images: int | None = Field(default=None, ge=0, le=16, description="pictures the provider's image edit "
+                                    "takes; default: 16 for gpt-image models, else 0 (no edits)")
+    edit_masks: bool | None = Field(default=None, description="the edit takes a mask; default: true for gpt-image")
 
     @model_validator(mode="before")
     @classmethod
@@ -65,8 +69,9 @@ class LiteLLMImageModel(ImageModel):
         self.engine = engine
         self.description = settings.description or f"{settings.model} through litellm."
         sizes = tuple(Size(*(int(p) for p in s.split("x"))) for s in settings.sizes)
+        limits = edit_limits(settings.model, settings.edit_images, settings.edit_masks)
         self.capabilities = Capabilities(sizes=sizes, max_prompt_length=settings.max_prompt_length,
-                                         supports_seed=False, default_concurrency=2)
+                                         supports_seed=False, default_concurrency=2, inputs=input_support(limits))
 
     def arguments(self, request: GenerationRequest) -> dict[str, Any]:
         """What ``aimage_generation`` receives; secrets only as arguments, never logged."""
@@ -79,10 +84,14 @@ class LiteLLMImageModel(ImageModel):
         return args
 
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
-        """One call through litellm; b64 answers are decoded, URL answers downloaded."""
+        """One call through litellm (an edit when the request carries pictures); b64 decoded, URLs downloaded."""
         litellm = await load_litellm()
         try:
-            response = await litellm.aimage_generation(**self.arguments(request))
+            if request.images:
+                arguments = self.arguments(request) | await edit_arguments(request)
+                response = await litellm.aimage_edit(**arguments)
+            else:
+                response = await litellm.aimage_generation(**self.arguments(request))
         except Exception as exc:
             raise map_litellm_error(litellm, exc) from exc
         item = response.data[0] if response.data else None

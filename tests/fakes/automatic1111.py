@@ -21,6 +21,12 @@ What it copies from the WebUI's source, and why each matters to a client:
   before taking the lock, makes it current after ``begin()``, finished after processing (not on
   an exception); ``POST /internal/progress {"id_task"}`` answers ``active``/``queued``/``completed``.
   ``task_ids=False`` is an older server that ignores the field.
+- img2img (``modules/api/api.py``): ``init_images`` missing is 404 "Init image not found"; an
+  ``init_images`` entry or ``mask`` that is not a base64 image is 500 "Invalid encoded image"
+  (``decode_base64_to_image``); ``batch_size`` images come back, seeds seed, seed + 1, …
+- ``/sdapi/v1/extra-single-image``: ``upscaling_resize`` outside 1-8 is a 422; an ``upscaler_1``
+  the server does not have is the middleware's 500 ``AssertionError`` "could not find upscaler
+  named …"; the answer is ``{"html_info", "image"}`` scaled by the factor.
 """
 
 from __future__ import annotations
@@ -50,7 +56,12 @@ TYPES: dict[str, tuple[type, ...]] = {
     "prompt": (str,), "negative_prompt": (str,), "seed": (int,), "steps": (int,), "cfg_scale": (int, float),
     "width": (int,), "height": (int,), "batch_size": (int,), "n_iter": (int,), "sampler_name": (str,),
     "scheduler": (str,), "override_settings": (dict,), "send_images": (bool,), "save_images": (bool,),
+    "init_images": (list,), "mask": (str,), "denoising_strength": (int, float), "mask_blur": (int,),
+    "inpainting_fill": (int,), "inpaint_full_res": (bool,), "inpainting_mask_invert": (int,), "resize_mode": (int,),
+    "include_init_images": (bool,), "image": (str,), "upscaling_resize": (int, float), "upscaler_1": (str,),
+    "show_extras_results": (bool,),
 }
+UPSCALERS = ["None", "Lanczos", "Nearest", "R-ESRGAN 4x+"]
 
 
 def png(size: tuple[int, int], color: tuple[int, int, int] = (40, 120, 200)) -> bytes:
@@ -111,14 +122,19 @@ class FakeAutomatic1111:
         self.pending_tasks: dict[str, float] = {}
         self.current_task: str | None = None
         self.finished_tasks: list[str] = []
+        self.init_sizes: list[tuple[int, int]] = []
+        self.mask_size: tuple[int, int] | None = None
 
     async def start(self) -> FakeAutomatic1111:
         """Listen on a free port of 127.0.0.1."""
         app = web.Application(middlewares=[self._basic_auth])
         app.router.add_post("/sdapi/v1/txt2img", self._txt2img)
+        app.router.add_post("/sdapi/v1/img2img", self._img2img)
+        app.router.add_post("/sdapi/v1/extra-single-image", self._extras)
         app.router.add_get("/sdapi/v1/progress", self._progress)
         app.router.add_post("/sdapi/v1/interrupt", self._interrupt)
         app.router.add_get("/sdapi/v1/sd-models", self._sd_models)
+        app.router.add_get("/sdapi/v1/upscalers", self._upscalers)
         app.router.add_post("/internal/progress", self._internal_progress)
         self._runner, self.url = await serve_locally(app)
         return self
@@ -143,12 +159,49 @@ class FakeAutomatic1111:
 
     async def _txt2img(self, request: web.Request) -> web.Response:
         body = await request.json()
-        problems = [{"loc": ["body", key], "msg": f"value is not a valid {TYPES[key][0].__name__}",
-                     "type": f"type_error.{TYPES[key][0].__name__}"}
-                    for key, value in body.items() if key in TYPES and not _typed(value, TYPES[key])]
-        if problems:
-            return web.json_response({"detail": problems}, status=422)
+        if (refused := _invalid(body)) is not None:
+            return refused
         self.requests.append(body)
+        return await self._queued(body)
+
+    async def _img2img(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if (refused := _invalid(body)) is not None:
+            return refused
+        if body.get("init_images") is None:
+            return api_error(404, "HTTPException", "Init image not found", "404: Init image not found")
+        try:
+            self.init_sizes = [decoded_size(image) for image in body["init_images"]]
+            self.mask_size = decoded_size(body["mask"]) if body.get("mask") else None
+        except ValueError:
+            return api_error(500, "HTTPException", "Invalid encoded image", "500: Invalid encoded image")
+        if not self.init_sizes:
+            return api_error(500, "IndexError", "", "list index out of range")
+        self.requests.append({**body, "route": "img2img"})
+        return await self._queued(body)
+
+    async def _extras(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        factor = body.get("upscaling_resize", 2)
+        if (refused := _invalid(body)) is not None:
+            return refused
+        if not 1 <= factor <= 8:
+            return web.json_response({"detail": [{"loc": ["body", "upscaling_resize"], "type": "value_error",
+                                                  "msg": "ensure this value is less than or equal to 8"}]}, status=422)
+        try:
+            width, height = decoded_size(body.get("image", ""))
+        except ValueError:
+            return api_error(500, "HTTPException", "Invalid encoded image", "500: Invalid encoded image")
+        self.requests.append({**body, "route": "extras"})
+        upscaler = body.get("upscaler_1", "None")
+        if upscaler not in UPSCALERS:
+            return api_error(500, "AssertionError", "", f"could not find upscaler named {upscaler}")
+        async with self._lock:
+            scale = factor if upscaler != "None" else 1
+            image = base64.b64encode(png((round(width * scale), round(height * scale)))).decode()
+            return web.json_response({"html_info": "<p>upscaled</p>", "image": image})
+
+    async def _queued(self, body: dict[str, Any]) -> web.Response:
         task = str(body.get("force_task_id") or "") if self.task_ids else ""
         task = task or f"task(txt2img-{len(self.requests)})"
         self.pending_tasks[task] = time.monotonic()
@@ -195,7 +248,10 @@ class FakeAutomatic1111:
         loaded = checkpoint if checkpoint in known else CHECKPOINTS[0]["title"]  # unknown: silently ignored
         info = {"prompt": body.get("prompt", ""), "seed": seed, "all_seeds": [seed], "sd_model_name": loaded,
                 "sampler_name": body.get("sampler_name", "DPM++ 2M"), "steps": body.get("steps", 50)}
-        images = [base64.b64encode(png((width, height))).decode()] if body.get("send_images", True) else []
+        count = int(body.get("batch_size", 1)) * int(body.get("n_iter", 1))
+        info["all_seeds"] = [seed + index for index in range(count)]
+        picture = base64.b64encode(png((width, height))).decode()
+        images = [picture] * count if body.get("send_images", True) else []
         return web.json_response({"images": images, "parameters": body, "info": json.dumps(info)})
 
     async def _progress(self, request: web.Request) -> web.Response:
@@ -230,8 +286,32 @@ class FakeAutomatic1111:
         self.state.interrupted = True
         return web.json_response({})
 
+    async def _upscalers(self, request: web.Request) -> web.Response:
+        return web.json_response([{"name": name, "model_name": None, "model_path": None, "model_url": None,
+                                   "scale": 4} for name in UPSCALERS])
+
     async def _sd_models(self, request: web.Request) -> web.Response:
         return web.json_response(CHECKPOINTS)
+
+
+def _invalid(body: dict[str, Any]) -> web.Response | None:
+    """FastAPI's 422 for fields of the wrong type, or ``None``."""
+    problems = [{"loc": ["body", key], "msg": f"value is not a valid {TYPES[key][0].__name__}",
+                 "type": f"type_error.{TYPES[key][0].__name__}"}
+                for key, value in body.items() if key in TYPES and not _typed(value, TYPES[key])]
+    return web.json_response({"detail": problems}, status=422) if problems else None
+
+
+def decoded_size(value: str) -> tuple[int, int]:
+    """``decode_base64_to_image``: the picture's size, or ``ValueError`` when it is not one."""
+    if value.startswith("data:image/"):
+        value = value.partition(";")[2].partition(",")[2]
+    try:
+        with PILImage.open(io.BytesIO(base64.b64decode(value))) as picture:
+            picture.load()
+            return picture.size
+    except (OSError, ValueError) as exc:
+        raise ValueError("Invalid encoded image") from exc
 
 
 def _typed(value: Any, types: tuple[type, ...]) -> bool:

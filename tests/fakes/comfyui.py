@@ -19,6 +19,10 @@ What it copies, and where from:
 - an identical graph runs nothing again: every node is reported in ``execution_cached``.
 - ``POST /interrupt`` stops the running prompt (or, with ``{"prompt_id"}``, only that one):
   ``execution_interrupted``; ``POST /queue {"delete": [...]}`` drops waiting prompts; both 200 empty.
+- ``POST /upload/image``: multipart, the file in ``image`` (400 without one), ``type``
+  (``input``/``temp``/``output``), ``subfolder``, ``overwrite``; a different file under a taken
+  name gets `` (1)``; answers ``{name, subfolder, type}``. ``LoadImage``/``LoadImageMask`` check
+  their ``image`` like ``VALIDATE_INPUTS`` (``exists_annotated_filepath``): "Invalid image file".
 - ``/history/{id}`` is ``{}`` until the prompt ends; ``/view`` serves the file, 400 for ``..``,
   404 for unknown names; ``/system_stats`` and ``/object_info/{class}`` as the real ones.
 """
@@ -51,6 +55,10 @@ NODES: dict[str, dict[str, tuple[Any, ...]]] = {
                  "negative": LINK, "latent_image": LINK, "denoise": ("FLOAT", 0, 1)},
     "VAEDecode": {"samples": LINK, "vae": LINK},
     "SaveImage": {"images": LINK, "filename_prefix": ("STRING",)},
+    "LoadImage": {"image": ("FILE",)},
+    "LoadImageMask": {"image": ("FILE",), "channel": ("COMBO", ["alpha", "red", "green", "blue"])},
+    "VAEEncode": {"pixels": LINK, "vae": LINK},
+    "SetLatentNoiseMask": {"samples": LINK, "mask": LINK},
     "PreviewImage": {"images": LINK},
 }
 OUTPUT_NODES = {"SaveImage", "PreviewImage"}
@@ -95,6 +103,7 @@ class FakeComfyUI:
     deleted: list[str] = field(default_factory=list)
     history: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    uploads: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -113,6 +122,7 @@ class FakeComfyUI:
         app = web.Application()
         app.router.add_get("/ws", self._ws)
         app.router.add_post("/prompt", self._prompt)
+        app.router.add_post("/upload/image", self._upload)
         app.router.add_get("/history/{prompt_id}", self._history)
         app.router.add_get("/view", self._view)
         app.router.add_post("/interrupt", self._interrupt)
@@ -160,7 +170,7 @@ class FakeComfyUI:
                                       "node_errors": {}}, status=400)
         graph = body["prompt"]
         self.prompts.append(body)
-        refused = validate(graph)
+        refused = validate(graph, self.input_files())
         if refused is not None:
             return web.json_response(refused, status=400)
         self._number += 1
@@ -171,6 +181,27 @@ class FakeComfyUI:
         if self.hold_answers is not None:
             await self.hold_answers.wait()
         return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})
+
+    def input_files(self) -> set[str]:
+        """Names a ``LoadImage`` node may use: ``name`` or ``subfolder/name`` under ``input``."""
+        return {key.removeprefix("input/").lstrip("/") for key in self.files if key.startswith("input/")}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        post = await request.post()
+        image = post.get("image")
+        if not isinstance(image, web.FileField) or not image.filename:
+            return web.Response(status=400)
+        kind = str(post.get("type") or "input")
+        if kind not in ("input", "temp", "output"):
+            return web.Response(status=400)
+        subfolder, name, data = str(post.get("subfolder") or ""), image.filename, image.file.read()
+        while f"{kind}/{subfolder}/{name}" in self.files and self.files[f"{kind}/{subfolder}/{name}"] != data:
+            stem, dot, ext = name.rpartition(".")
+            name = f"{stem} (1){dot}{ext}"  # ComfyUI counts up; one step is enough for the tests
+        self.files[f"{kind}/{subfolder}/{name}"] = data
+        self.uploads.append({"name": name, "subfolder": subfolder, "type": kind, "overwrite": post.get("overwrite"),
+                             "content_type": image.content_type, "data": data})
+        return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
 
     async def _history(self, request: web.Request) -> web.Response:
         prompt_id = request.match_info["prompt_id"]
@@ -285,6 +316,11 @@ class FakeComfyUI:
         latent: dict[str, Any] = next((n["inputs"] for n in item.graph.values()
                                        if n["class_type"] == "EmptyLatentImage"), {})
         size = (int(latent.get("width", 512)) // 8 * 8, int(latent.get("height", 512)) // 8 * 8)
+        loaded = next((n["inputs"]["image"] for n in item.graph.values() if n["class_type"] == "LoadImage"), None)
+        if not latent and loaded is not None:  # img2img: the output has the picture's size, a multiple of 8
+            key = f"input/{loaded}" if "/" in loaded else f"input//{loaded}"
+            with PILImage.open(io.BytesIO(self.files[key])) as pic:
+                size = (pic.width // 8 * 8 or 8, pic.height // 8 * 8 or 8)
         folder = "output" if kind == "SaveImage" else "temp"
         name = f"SakaiBot_{len(self.files) + 1:05d}_.png"
         self.files[f"{folder}//{name}"] = encoded("PNG", size)
@@ -314,7 +350,7 @@ class FakeComfyUI:
             await socket.send_bytes(frame)
 
 
-def validate(graph: Any) -> dict[str, Any] | None:
+def validate(graph: Any, input_files: set[str] | None = None) -> dict[str, Any] | None:
     """ComfyUI's ``validate_prompt``: ``None`` if the graph may run, else the 400 body."""
     if not isinstance(graph, dict):
         return {"error": _error("invalid_prompt", "Invalid prompt"), "node_errors": {}}
@@ -326,7 +362,7 @@ def validate(graph: Any) -> dict[str, Any] | None:
     if not any(node["class_type"] in OUTPUT_NODES for node in graph.values()):
         return {"error": _error("prompt_no_outputs", "Prompt has no outputs"), "node_errors": []}
     node_errors = {node_id: {"errors": errors, "dependent_outputs": [], "class_type": node["class_type"]}
-                   for node_id, node in graph.items() if (errors := _input_errors(graph, node))}
+                   for node_id, node in graph.items() if (errors := _input_errors(graph, node, input_files or set()))}
     if not node_errors:
         return None
     details = "\n".join(f"{e['message']}: {e['details']}" for n in node_errors.values() for e in n["errors"])
@@ -334,12 +370,16 @@ def validate(graph: Any) -> dict[str, Any] | None:
             "node_errors": node_errors}
 
 
-def _input_errors(graph: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
+def _input_errors(graph: dict[str, Any], node: dict[str, Any], input_files: set[str]) -> list[dict[str, Any]]:
     errors = []
     inputs = node.get("inputs") or {}
     for name, spec in NODES[node["class_type"]].items():
         if name not in inputs:
             errors.append(_error("required_input_missing", "Required input is missing", name, input_name=name))
+        elif spec[0] == "FILE":
+            if inputs[name] not in input_files:
+                errors.append(_error("custom_validation_failed", "Custom validation failed for node",
+                                     f"{name} - Invalid image file: {inputs[name]}", input_name=name))
         elif (problem := _value_error(graph, name, inputs[name], spec)) is not None:
             errors.append(problem)
     return errors

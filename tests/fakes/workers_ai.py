@@ -27,6 +27,11 @@ TOKEN = "cf-test-token-123456"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 FLUX2 = "@cf/black-forest-labs/flux-2-klein-4b"
+IMG2IMG = "@cf/runwayml/stable-diffusion-v1-5-img2img"
+INPAINT = "@cf/runwayml/stable-diffusion-v1-5-inpainting"
+FLUX2_TEXT = {"prompt", "width", "height", "seed", "guidance", "steps"}
+FLUX2_IMAGES = {f"input_image_{n}" for n in range(4)}
+FLUX2_INPUT_PIXELS = 512 * 512
 FLUX_FIELDS = {"prompt", "steps", "seed"}
 SDXL_FIELDS = {"prompt", "negative_prompt", "height", "width", "num_steps", "guidance", "seed", "strength",
                "image", "image_b64", "mask"}
@@ -69,7 +74,7 @@ class FakeWorkersAI:
         self.requests: list[dict[str, Any]] = []
         self.active = 0
         self.peak = 0
-        self.catalog = [FLUX, SDXL, FLUX2]
+        self.catalog = [FLUX, SDXL, FLUX2, IMG2IMG, INPAINT]
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self._images: dict[tuple[str, int, int], bytes] = {}
@@ -128,7 +133,7 @@ class FakeWorkersAI:
         if model.startswith("@cf/black-forest-labs/flux-2"):
             if request.content_type != "multipart/form-data":
                 return envelope_error(400, 5006, "AiError: Bad input: this model takes multipart/form-data")
-            return {k: str(v) for k, v in (await request.post()).items()}
+            return _flux2_form(await request.post())
         try:
             fields = await request.json()
         except json.JSONDecodeError:
@@ -145,7 +150,7 @@ class FakeWorkersAI:
             return envelope_error(400, 5006, f"AiError: Bad input: Type mismatch of '/{steps_field}'")
         if not isinstance(fields.get("seed", 0), int):
             return envelope_error(400, 5006, "AiError: Bad input: Type mismatch of '/seed'")
-        return fields
+        return _image_fields(model, fields)
 
     def _success(self, model: str, fields: dict[str, Any]) -> web.Response:
         width, height = int(fields.get("width", 64)) // 16, int(fields.get("height", 64)) // 16
@@ -199,6 +204,61 @@ class FakeWorkersAI:
         body = await request.json()
         self.requests.append({"worker": "sdxl", "method": request.method, "json": body})
         return web.Response(body=self.image("PNG"), content_type="image/png")
+
+
+def _uint8_image(value: Any) -> tuple[int, int] | None:
+    """The size of the image an ``array of uint8`` field holds, or ``None`` if it holds none."""
+    if not isinstance(value, list) or not all(isinstance(v, int) and 0 <= v <= 255 for v in value):
+        return None
+    try:
+        with PILImage.open(io.BytesIO(bytes(value))) as picture:
+            picture.load()
+            return picture.size
+    except OSError:
+        return None
+
+
+def _image_fields(model: str, fields: dict[str, Any]) -> dict[str, Any] | web.Response:
+    """SD 1.5's ``image``/``mask`` arrays and ``strength``, checked like the schema (and the model) would."""
+    strength = fields.get("strength", 1)
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 <= strength <= 1:
+        return envelope_error(400, 5006, "AiError: Bad input: Type mismatch of '/strength'")
+    if "image_b64" in fields and not isinstance(fields["image_b64"], str):
+        return envelope_error(400, 5006, "AiError: Bad input: Type mismatch of '/image_b64'")
+    checked = dict(fields)
+    for key in ("image", "mask"):
+        if key in fields:
+            size = _uint8_image(fields[key])
+            if size is None:
+                return envelope_error(400, 5004, f"AiError: Invalid data type for {key} input")
+            checked[f"{key}_size"] = size
+    if model == INPAINT and "image" in fields and "mask" not in fields:
+        return envelope_error(400, 5006, "AiError: Bad input: inpainting needs a mask with the image")
+    return checked
+
+
+def _flux2_form(form: Any) -> dict[str, Any] | web.Response:
+    """FLUX.2's multipart fields: known text fields, and up to 4 image file parts of at most 512x512."""
+    fields: dict[str, Any] = {}
+    for key, value in form.items():
+        if key in FLUX2_IMAGES:
+            if not isinstance(value, web.FileField):
+                return envelope_error(400, 5006, f"AiError: Bad input: {key} must be a file")
+            data = value.file.read()
+            try:
+                with PILImage.open(io.BytesIO(data)) as picture:
+                    picture.load()
+                    size = picture.size
+            except OSError:
+                return envelope_error(400, 5004, f"AiError: Invalid data type for {key}")
+            if size[0] * size[1] > FLUX2_INPUT_PIXELS:
+                return envelope_error(400, 5006, f"AiError: Bad input: {key} is larger than 512x512")
+            fields[key] = {"size": size, "content_type": value.content_type, "filename": value.filename}
+        elif key in FLUX2_TEXT and isinstance(value, str):
+            fields[key] = value
+        else:
+            return envelope_error(400, 5006, f"AiError: Bad input: unexpected field {key}")
+    return fields
 
 
 async def _serve(concurrency: int, latency: float) -> None:
