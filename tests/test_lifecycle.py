@@ -8,7 +8,9 @@ import contextlib
 import pytest
 
 from core import JobCancelled, JobState, StoreError, UserError, hookimpl
+from core.engine.handle import JobHandle
 from core.types import EventKind, Job, JobEvent
+from tests.test_store_durability import make_job
 from tests.utils import EventRecorder, request, settle
 
 BOUND = 5.0  # seconds a step may take before the test gives up (a hang, not a speed check)
@@ -199,3 +201,18 @@ async def test_a_suspect_job_runs_alone_so_a_crash_is_blamed_on_it(engine_factor
     for handle in (before, suspect, after):
         await asyncio.wait_for(handle.wait(), BOUND)
     assert [c.prompt for c in model.calls] == ["before", "suspect", "after"] and model.peak == 1
+
+
+async def test_a_cancelled_wait_spares_the_other_waiters_of_the_same_job():
+    job = make_job(1)
+    handle = JobHandle(job)
+    first, second = asyncio.ensure_future(handle.wait()), asyncio.ensure_future(handle.wait())
+    await settle()
+    first.cancel()
+    await settle()
+    assert first.cancelled() and not second.done()
+    assert len(handle._finish_waiters) == 1  # the cancelled waiter left nothing behind
+    handle.push(JobEvent(EventKind.DONE, job))
+    assert (await asyncio.wait_for(second, 1)).kind is EventKind.DONE
+    assert (await handle.wait()).kind is EventKind.DONE  # after the end, at once
+    assert handle._finish_waiters == []

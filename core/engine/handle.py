@@ -8,18 +8,20 @@ from collections.abc import AsyncIterator
 
 from core.types import EventKind, Image, Job, JobEvent
 
+FINAL_EVENTS = frozenset(kind for kind in EventKind if kind.final)
+
 
 class JobHandle:
     """Follows one job; iterate it for events, await ``result()`` for the image."""
 
-    __slots__ = ("_done", "_final", "_pending", "_waiter", "job")
+    __slots__ = ("_final", "_finish_waiters", "_pending", "_waiter", "job")
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self._pending: deque[JobEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._final: JobEvent | None = None
-        self._done: asyncio.Future[None] | None = None
+        self._finish_waiters: list[asyncio.Future[None]] = []  # one per ``wait()`` under way
 
     @property
     def id(self) -> str:
@@ -36,11 +38,14 @@ class JobHandle:
         if self._final is not None:
             return
         self._pending.append(event)
-        self._wake()
-        if event.kind.final:
+        if self._waiter is not None:
+            self._wake()
+        if event.kind in FINAL_EVENTS:
             self._final = event
-            if self._done is not None and not self._done.done():
-                self._done.set_result(None)
+            for waiter in self._finish_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._finish_waiters.clear()
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -67,11 +72,20 @@ class JobHandle:
         return self.events()
 
     async def wait(self) -> JobEvent:
-        """Wait for the final event without consuming the others; woken once, not per event."""
+        """Wait for the final event without consuming the others; woken once, not per event.
+
+        Each waiter has its own future, so one cancelled waiter spares the rest without a shield
+        (a shield costs a future and a callback more on every job's way out).
+        """
         if self._final is None:
-            if self._done is None:
-                self._done = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._done)
+            waiter = asyncio.get_running_loop().create_future()
+            self._finish_waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._finish_waiters:
+                    self._finish_waiters.remove(waiter)
+                raise
         assert self._final is not None
         return self._final
 

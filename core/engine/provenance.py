@@ -5,8 +5,8 @@ Chunks are inserted before ``IEND`` without re-encoding, so the pixels stay byte
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
+from zlib import crc32
 
 from core.types import Image, Job
 
@@ -24,7 +24,7 @@ def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str
         "prompt": job.request.prompt,
         "model": job.model,
         "seed": "" if seed is None else str(seed),
-        "options": job.request.options.model_dump_json(exclude_defaults=True),
+        "options": _options_json(job),
         "job": job.id,
         "Software": "SakaiBot",
     }
@@ -37,26 +37,40 @@ def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str
     return fields
 
 
+def _options_json(job: Job) -> str:
+    """The options that differ from their defaults; none set means none differ (skips the encoder)."""
+    options = job.request.options
+    return options.model_dump_json(exclude_defaults=True) if options.model_fields_set else "{}"
+
+
 def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
     """``png`` with an ``iTXt`` chunk per field (UTF-8), or unchanged if it is not a PNG.
 
-    The image is copied once (a 3 MB PNG is not sliced and concatenated twice on the event loop).
+    The image is copied once (a 3 MB PNG is not sliced and concatenated twice on the event loop), and
+    the chunks are laid out as parts of that one copy: this runs for every image, on the event loop.
     """
     end = png.rfind(b"IEND")
     if not png.startswith(PNG_MAGIC) or end < 4:
         return png
     view = memoryview(png)
     parts: list[bytes | memoryview] = [view[: end - 4]]
-    parts += [_itxt(key, str(value)) for key, value in fields.items() if value != ""]
+    add = parts.extend
+    for key, value in fields.items():
+        text = value if type(value) is str else str(value)
+        if text:
+            body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
+            add((len(body).to_bytes(4, "big"), _ITXT, body, crc32(body, _ITXT_CRC).to_bytes(4, "big")))
     parts.append(view[end - 4:])
     return b"".join(parts)
 
 
 _ITXT = b"iTXt"
-_ITXT_CRC = zlib.crc32(_ITXT)
+_ITXT_CRC = crc32(_ITXT)
 _ITXT_FLAGS = b"\x00\x00\x00\x00\x00"  # keyword end, no compression, method, empty language and translated key
+_PREFIXES: dict[str, bytes] = {}  # the few keys there are, encoded once
 
 
-def _itxt(key: str, text: str) -> bytes:
-    body = key.encode("latin-1", "replace")[:79] + _ITXT_FLAGS + text.encode("utf-8")
-    return b"".join((len(body).to_bytes(4, "big"), _ITXT, body, zlib.crc32(body, _ITXT_CRC).to_bytes(4, "big")))
+def _prefix(key: str) -> bytes:
+    """A chunk's body up to its text: the Latin-1 keyword (at most 79 bytes) and the flags."""
+    prefix = _PREFIXES[key] = key.encode("latin-1", "replace")[:79] + _ITXT_FLAGS
+    return prefix

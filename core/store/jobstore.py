@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from core.errors import StoreError
 from core.store import transitions as ops
+from core.store.checkpoints import Checkpointer
 from core.store.faults import diagnose
 from core.store.opening import StoreLock, check_place, connect, refusal
 from core.store.rows import JobRecord, ModelStats, quota_refusal, start_of_day, to_job, to_record
@@ -43,6 +44,7 @@ class JobStore:
         self.busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakaibot-store")
         self._writer = GroupWriter(self._executor, partial(diagnose, self.path))
+        self._checkpoints = Checkpointer(self.path)
         self._lock = StoreLock(self.path)
         self._closed = False
         self._banned: set[str] = set()
@@ -62,6 +64,8 @@ class JobStore:
         """Open (creating) the file, check it and bring its schema up to date; ``StoreOpenError`` if unusable."""
         loop = asyncio.get_running_loop()
         self._writer.conn = await loop.run_in_executor(self._executor, self._open)
+        await self._checkpoints.open()
+        self._writer.after_commit = self._checkpoints.committed
         self._banned = {row[0] for row in await self._select("SELECT user_key FROM bans")}
 
     def _open(self) -> sqlite3.Connection:
@@ -84,6 +88,7 @@ class JobStore:
         self._closed = True
         await self._writer.drain()
         self._writer.closed = True
+        await self._checkpoints.close()  # before the writer's connection: the last to close checkpoints all
         conn, self._writer.conn = self._writer.conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)

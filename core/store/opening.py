@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from core.errors import StoreOpenError
+from core.store.checkpoints import WRITER_BACKSTOP_PAGES
 from core.store.migrations import LATEST, migrate, version
 
 ACCESS = "Give the bot's user read and write access to the file and its folder, or choose another [store] path"
@@ -147,6 +148,7 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a commit survives a process crash
         conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: a large batch stays in memory until its commit
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_BACKSTOP_PAGES}")  # checkpoints run aside (checkpoints.py)
         migrate(conn)
         conn.execute("INSERT OR REPLACE INTO heartbeat (id, at, pid) VALUES (1, ?, ?)", (time.time(), os.getpid()))
     except sqlite3.Error as exc:

@@ -104,6 +104,7 @@ class GroupWriter:
         self._diagnose = diagnose
         self._gathering: _Batch | None = None
         self._flying: _Batch | None = None
+        self.after_commit: Callable[[int], None] | None = None  # told the commit count when a batch lands
 
     async def write(self, op: Op, *args: Any) -> Any:
         """Run ``op(conn, *args)`` in the next transaction; its result once that transaction is committed."""
@@ -143,6 +144,8 @@ class GroupWriter:
     def _landed(self, batch: _Batch, outcome: _Outcome) -> None:
         self._flying = None
         batch.future.set_result(outcome)
+        if self.after_commit is not None and outcome.error is None:
+            self.after_commit(self.commits)
         if self._gathering is not None:  # gathered during the flight: after this turn's resumed writers add theirs
             batch.future.get_loop().call_soon(self._launch)
 
