@@ -1,0 +1,153 @@
+"""A worker in a cluster: claims jobs from the shared queue and runs them for whichever front end owns them.
+
+It reuses the engine's own ``JobRunner`` (enhance, plugins' veto, generate with timeout and
+retries), given an event path whose relay sends every event to the owner's stream. The lease on a
+job is released only after the job's final event reached that stream; a job whose final event
+could not be sent (Redis away while the worker stops) is handed back, to run again elsewhere.
+Each lane gets as many serving tasks as the lane's concurrency; the cap that holds is the queue's,
+cluster-wide. A cancel notice for a job this worker runs cancels that run; a job flagged as
+cancelled before it started is reported cancelled without running. On stop, idle takers leave at
+once, running jobs get ``grace`` seconds, and what is left is handed back, not failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from core.config import QueueSettings
+from core.engine.cluster_cancel import CancelRequests
+from core.engine.cluster_outbox import EventOutbox
+from core.engine.cluster_registry import WorkerRegistry
+from core.engine.cluster_wire import ClusterKeys
+from core.engine.events import EventPath
+from core.engine.jobs import JobTable
+from core.engine.lanes import Lanes
+from core.engine.redis_queue import RedisQueue
+from core.engine.runner import JobRunner
+from core.errors import JobCancelled, StoreError
+from core.interfaces import Enhancer, ImageModel
+from core.types import Job, JobState
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    """Unique per process: host, pid and a random tail (a pid can come back after a restart)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class ClusterWorker:
+    """Serves ``lanes`` of the shared queue with this process's models."""
+
+    def __init__(self, queue: RedisQueue, serve: Sequence[str], *, models: dict[str, ImageModel],
+                 enhancers: list[Enhancer], lanes: Lanes, hook: Any, view: object,
+                 render: Callable[[Job | None, BaseException], str], sleep: Callable[[float], Awaitable[None]],
+                 settings: QueueSettings) -> None:
+        self.queue = queue
+        self.serve = list(serve)
+        self.lanes = lanes
+        self.id = worker_id()
+        keys = ClusterKeys(queue.root)
+        self.outbox = EventOutbox(queue.link, keys, queue.home_of, result_ttl=settings.result_ttl_seconds,
+                                  max_len=settings.events_max_len)
+        self.table = JobTable()
+        self.events = EventPath(self.table, hook, view, None, render, _no_store, relay=self.outbox.relay)
+        self.runner = JobRunner(models, enhancers, lanes, self.events, hook, view, sleep)
+        self.cancels = CancelRequests(queue.link, keys)
+        self.registry = WorkerRegistry(queue.link, keys, settings.heartbeat_seconds)
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._servers: list[asyncio.Task[None]] = []
+        self._helpers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """A serving task per unit of each lane's concurrency; the cancel watch; the registration."""
+        for lane in self.serve:
+            self._servers += [asyncio.create_task(self._serve(lane), name=f"worker:{lane}:{n}")
+                              for n in range(self.lanes.concurrency(lane))]
+        self._helpers = [asyncio.create_task(self.cancels.watch(self._cancel, lambda: list(self.running)),
+                                             name="worker-cancels"),
+                         asyncio.create_task(self.registry.keep_alive(self.id, self.serve), name="worker-registry")]
+        log.info("worker %s serving %s", self.id, ", ".join(self.serve))
+
+    async def stop(self, grace: float) -> None:
+        """Idle takers leave now; running jobs get ``grace`` s; the rest are handed back; the queue closes."""
+        self.stopping = True
+        busy = set(self.running.values())
+        for task in self._servers:
+            if task not in busy:
+                task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        self.runner.parking = True  # an interrupted job is handed back, not failed
+        for task in self._servers:
+            task.cancel()
+        await asyncio.gather(*self._servers, return_exceptions=True)
+        for task in self._helpers:
+            task.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
+        await self.registry.unregister(self.id)
+        await self.queue.close()
+        log.info("worker %s stopped", self.id)
+
+    def _cancel(self, job_id: str) -> None:
+        """A cancel notice: stop the run of ``job_id`` if this worker holds it."""
+        task = self.running.get(job_id)
+        job = self.table.get(job_id)
+        if task is None or job is None or self.events.finishing(job):
+            return
+        job.error = JobCancelled("Cancelled.")
+        task.cancel()
+
+    async def _serve(self, lane: str) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self.stopping:
+            job = await self.queue.take(lane)
+            self.running[job.id] = me  # before any await: stop() must not take this for an idle taker
+            self._idle.clear()
+            try:
+                await self._run(me, job)
+            finally:
+                self.running.pop(job.id, None)
+                if not self.running:
+                    self._idle.set()
+
+    async def _run(self, me: asyncio.Task[None], job: Job) -> None:
+        """Run one claimed job; release its lease once its end was reported, else hand it back."""
+        self.table.track(job)
+        try:
+            if await self.cancels.requested(job.id):
+                await self.events.finish(job, JobState.CANCELLED, JobCancelled("Cancelled."))
+            else:
+                await self.runner.run(job)
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise
+            me.uncancel()  # a cancel notice for this job: it ended (or ends here); keep serving
+            if not job.state.finished:
+                await self.events.finish(job, JobState.CANCELLED, job.error or JobCancelled())
+        finally:
+            await self._settle(job)
+
+    async def _settle(self, job: Job) -> None:
+        await self.events.settled(job)
+        if self.outbox.took_final(job.id):
+            await self.queue.done(job)
+        else:
+            await self.queue.give_back(job)
+        self.table.release(job)
+
+
+def _no_store(error: StoreError) -> None:
+    """A worker keeps no store: its events go to the owner, whose store records them."""
+    log.error("unexpected store error in a worker: %s", error)
