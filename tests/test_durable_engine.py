@@ -222,7 +222,6 @@ async def test_the_redis_queue_setting_builds_a_cluster_front_end_without_connec
     from core.config import QueueSettings, Settings
     from core.engine.redis_queue import RedisQueue
     from core.hooks.host import create_plugin_host
-
     from tests.utils import FakeBackendPlugin
 
     settings = Settings(models={"a": {"backend": "fake"}}, platforms={}, engine={"default_model": "a"},

@@ -23,7 +23,7 @@ from core.engine.cluster_inbox import EventInbox
 from core.engine.cluster_wire import ClusterKeys, RemoteEvent, decode_images
 from core.engine.events import EventPath
 from core.engine.jobs import JobTable
-from core.engine.redis_queue import RedisQueue
+from core.engine.redis_queue import RedisQueue, cancel_all
 from core.errors import BackendError, JobCancelled, SakaiError
 from core.store import JobStore
 from core.types import EventKind, Image, Job, JobState
@@ -67,9 +67,7 @@ class ClusterFront:
     async def stop(self) -> None:
         """Stop reading; unread entries wait in the stream for the next start."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all({self._task})  # once may not be enough: redis-py can swallow one mid-read
             self._task = None
 
     # ----------------------------------------------------------------- applying events

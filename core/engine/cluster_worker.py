@@ -29,13 +29,15 @@ from core.engine.cluster_wire import ClusterKeys
 from core.engine.events import EventPath
 from core.engine.jobs import JobTable
 from core.engine.lanes import Lanes
-from core.engine.redis_queue import RedisQueue
+from core.engine.redis_queue import RedisQueue, cancel_all
 from core.engine.runner import JobRunner
 from core.errors import JobCancelled, StoreError
 from core.interfaces import Enhancer, ImageModel
 from core.types import Job, JobState
 
 log = logging.getLogger(__name__)
+
+CANCEL_ROUNDS, CANCEL_EVERY = 100, 0.1  # a cancelled run is cancelled again until it notices (10 s at most)
 
 
 def worker_id() -> str:
@@ -68,6 +70,7 @@ class ClusterWorker:
         self._idle.set()
         self._servers: list[asyncio.Task[None]] = []
         self._helpers: list[asyncio.Task[None]] = []
+        self._cancelling: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """A serving task per unit of each lane's concurrency; the cancel watch; the registration."""
@@ -89,12 +92,8 @@ class ClusterWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         self.runner.parking = True  # an interrupted job is handed back, not failed
-        for task in self._servers:
-            task.cancel()
-        await asyncio.gather(*self._servers, return_exceptions=True)
-        for task in self._helpers:
-            task.cancel()
-        await asyncio.gather(*self._helpers, return_exceptions=True)
+        await cancel_all(set(self._servers))
+        await cancel_all({*self._helpers, *self._cancelling})
         await self.registry.unregister(self.id)
         await self.queue.close()
         log.info("worker %s stopped", self.id)
@@ -106,7 +105,18 @@ class ClusterWorker:
         if task is None or job is None or self.events.finishing(job):
             return
         job.error = JobCancelled("Cancelled.")
-        task.cancel()
+        helper = asyncio.create_task(self._insist(task, job), name=f"worker-cancel:{job_id}")
+        self._cancelling.add(helper)
+        helper.add_done_callback(self._cancelling.discard)
+
+    async def _insist(self, task: asyncio.Task[None], job: Job) -> None:
+        """Cancel ``task`` until its job ends: redis-py can swallow a cancellation that lands mid-read."""
+        for _ in range(CANCEL_ROUNDS):
+            if self.events.finishing(job) or self.running.get(job.id) is not task:
+                return
+            task.cancel()
+            await asyncio.sleep(CANCEL_EVERY)
+        log.error("job %s ignored %d cancellations", job.id, CANCEL_ROUNDS)
 
     async def _serve(self, lane: str) -> None:
         me = asyncio.current_task()
@@ -133,7 +143,8 @@ class ClusterWorker:
         except asyncio.CancelledError:
             if self.stopping:
                 raise
-            me.uncancel()  # a cancel notice for this job: it ended (or ends here); keep serving
+            while me.cancelling():  # cancel notices for this job: it ended (or ends here); keep serving
+                me.uncancel()
             if not job.state.finished:
                 await self.events.finish(job, JobState.CANCELLED, job.error or JobCancelled())
         finally:

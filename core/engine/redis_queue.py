@@ -167,7 +167,7 @@ class RedisQueue:
         self._closed = True
         for task in list(self._takers):
             task.cancel()
-        await _cancel_all(set(self._background))
+        await cancel_all(set(self._background))
         for job_id, lane in list(self._held.items()):
             await self._give_back(job_id, lane)
         await self.link.aclose()
@@ -259,7 +259,7 @@ class RedisQueue:
                 log.warning("queue heartbeat failed: %s", exc)
 
 
-async def _cancel_all(tasks: set[asyncio.Task[None]], rounds: int = 50) -> None:
+async def cancel_all(tasks: set[asyncio.Task[None]], rounds: int = 50) -> None:
     """Cancel tasks until they end: redis-py's read timeout can swallow one cancellation (an asyncio race)."""
     for _ in range(rounds):
         pending = {task for task in tasks if not task.done()}
