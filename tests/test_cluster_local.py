@@ -1,0 +1,78 @@
+"""A front end with its local worker (``sakaibot run`` in redis mode): every event goes through Redis.
+
+Same process, but the worker has its own queue connection and leases, and the front end learns
+about its jobs only from its event stream: states, progress, the image, and errors with their class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from core import Engine
+from core.config import Settings
+from core.errors import ContentRejected
+from core.hooks.host import create_plugin_host
+from core.types import EventKind, ImageRequest, Requester
+from tests.redis_server import RedisServer, running_server
+from tests.utils import PNG, FakeBackendPlugin
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    yield from running_server(tmp_path)
+
+
+@pytest.fixture
+async def front(server: RedisServer, tmp_path: Path) -> AsyncIterator[tuple[Engine, FakeBackendPlugin]]:
+    settings = Settings(engine={"default_model": "a", "rate_limit": None, "max_pending_per_user": 100},
+                        models={"a": {"backend": "fake", "concurrency": 2}}, platforms={},
+                        store={"path": str(tmp_path / "jobs.db")},
+                        queue={"backend": "redis", "url": server.url, "lease_seconds": 4, "heartbeat_seconds": 1})
+    backend = FakeBackendPlugin()
+    engine = Engine(settings, create_plugin_host(load_entry_points=False, extra=[("fake", backend)]))
+    await engine.start()
+    try:
+        yield engine, backend
+    finally:
+        await engine.stop(grace=1)
+
+
+WHO = Requester(platform="test", user_id="u", chat_id="c")
+
+
+async def test_the_local_worker_runs_jobs_through_redis_and_the_front_end_delivers_them(front) -> None:
+    engine, _ = front
+    assert engine.worker is not None and engine.worker.queue is not engine.queue
+    handles = [await engine.submit(ImageRequest(prompt=f"fox {n}", requester=WHO)) for n in range(6)]
+    images = [await h.result() for h in handles]
+    assert all(image.data.startswith(PNG[:8]) for image in images)
+    kinds = [event.kind async for event in handles[0]]
+    assert kinds[0] is EventKind.QUEUED and EventKind.GENERATING in kinds and kinds[-1] is EventKind.DONE
+    assert EventKind.PROGRESS in kinds, "progress came back through the stream"
+    assert await engine.begin_delivery(handles[0].id) and await engine.delivered(handles[0].id)
+    loads = {load.name: load for load in (await engine.cluster_view()).lanes}
+    assert loads["a"].waiting == 0 and loads["a"].running == 0 and loads["a"].concurrency == 2
+
+
+async def test_a_failure_on_the_worker_reaches_the_user_with_its_class_and_message(front) -> None:
+    engine, backend = front
+    backend.models["a"].failures = [ContentRejected("The picture was refused by the safety filter.")]
+    handle = await engine.submit(ImageRequest(prompt="something", requester=WHO))
+    final = await handle.wait()
+    assert final.kind is EventKind.FAILED
+    assert isinstance(handle.job.error, ContentRejected)
+    assert final.message == "The picture was refused by the safety filter."
+
+
+async def test_the_queue_view_lists_the_local_worker(front) -> None:
+    engine, _ = front
+    for _ in range(200):  # the worker registers from a task of its own, right after start
+        view = await engine.cluster_view()
+        if view.workers:
+            break
+        await asyncio.sleep(0.01)
+    assert view.workers is not None and [w.models for w in view.workers] == [("a",)]
