@@ -129,6 +129,9 @@ class QueueSettings(BaseModel):
                              description="this front end's stable id (default: host name + a hash of the "
                                          "store path), naming the stream its jobs' events come back on")
     local_worker: bool = Field(default=True, description="`sakaibot run` also runs a worker in the same process")
+    worker_slots: int | None = Field(default=None, ge=1, le=1000,
+                                     description="jobs of each lane one worker process runs at once (default: the "
+                                                 "lane's concurrency, which still caps the whole cluster)")
     result_ttl_seconds: float = Field(default=86400.0, gt=0,
                                       description="how long a finished image waits in Redis for its front end")
     events_max_len: int = Field(default=100_000, ge=1000,

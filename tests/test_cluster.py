@@ -50,17 +50,17 @@ class Cluster:
         self.redis = redis.Redis.from_url(server.url, decode_responses=True)
 
     def settings(self, name: str, *, concurrency: int = 2, latency: float = 0.02, slow_latency: float = 1.0,
-                 lease: float = 2.0, heartbeat: float = 0.5) -> Path:
+                 lease: float = 2.0, heartbeat: float = 0.5, slots: int = 0, worker_slots: int | None = None) -> Path:
         """A settings file for node ``name`` (its own store)."""
         doc: dict[str, Any] = {
             "engine": {"default_model": "m", "rate_limit": None, "max_pending_per_user": 10_000,
                        "max_queue_per_lane": 10_000, "shutdown_grace": 2},
             "models": {"m": {"backend": "latency", "concurrency": concurrency, "latency": latency,
-                             "slow_latency": slow_latency}},
+                             "slow_latency": slow_latency, "slots": slots}},
             "platforms": {},
             "store": {"path": str(self.folder / f"{name}.db")},
             "queue": {"backend": "redis", "url": self.server.url, "key_prefix": PREFIX, "lease_seconds": lease,
-                      "heartbeat_seconds": heartbeat},
+                      "heartbeat_seconds": heartbeat, "worker_slots": worker_slots},
         }
         path = self.folder / f"{name}.json"
         path.write_text(json.dumps(doc), encoding="utf-8")

@@ -55,6 +55,7 @@ class ClusterWorker:
         self.queue = queue
         self.serve = list(serve)
         self.lanes = lanes
+        self.slots = settings.worker_slots  # this process's own capacity per lane, if smaller than the lane's
         self.id = worker_id()
         keys = ClusterKeys(queue.root)
         self.outbox = EventOutbox(queue.link, keys, queue.home_of, result_ttl=settings.result_ttl_seconds,
@@ -76,7 +77,7 @@ class ClusterWorker:
         """A serving task per unit of each lane's concurrency; the cancel watch; the registration."""
         for lane in self.serve:
             self._servers += [asyncio.create_task(self._serve(lane), name=f"worker:{lane}:{n}")
-                              for n in range(self.lanes.concurrency(lane))]
+                              for n in range(self.slots or self.lanes.concurrency(lane))]
         self._helpers = [asyncio.create_task(self.cancels.watch(self._cancel, lambda: list(self.running)),
                                              name="worker-cancels"),
                          asyncio.create_task(self.registry.keep_alive(self.id, self.serve), name="worker-registry")]

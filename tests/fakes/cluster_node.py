@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ class LatencySettings(FakeSettings):
     """``[models.<name>]`` of the latency backend."""
 
     slow_latency: float = 1.0
+    slots: int = 0  # images this process's backend makes at once (0: no limit), like one GPU box
 
 
 class LatencyModel(FakeModel):
@@ -62,13 +64,15 @@ class LatencyModel(FakeModel):
         self.slow_latency = settings.slow_latency
         self.redis = Redis.from_url(os.environ["CLUSTER_TEST_REDIS"], decode_responses=True)
         self.enter = self.redis.register_script(ENTER)
+        self.slots = asyncio.Semaphore(settings.slots) if settings.slots else None
 
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
         """Record the run, wait, answer."""
         await self._bookkeep(lambda: self.redis.rpush(RUNS, f"{request.prompt} {os.getpid()}"))
         await self._bookkeep(lambda: self.enter(keys=[ACTIVE, PEAK]))
         try:
-            await asyncio.sleep(self.slow_latency if "slow" in request.prompt else self.latency)
+            async with self.slots or contextlib.nullcontext():
+                await asyncio.sleep(self.slow_latency if "slow" in request.prompt else self.latency)
             await progress(0.5)
             return Image(PNG, "image/png", 8, 8, seed=request.seed, model=self.name)
         finally:
