@@ -16,7 +16,7 @@ from core import Engine
 from core.config import Settings
 from core.errors import ContentRejected
 from core.hooks.host import create_plugin_host
-from core.types import EventKind, ImageRequest, Requester
+from core.types import EventKind, ImageRequest, JobState, Requester
 from tests.redis_server import RedisServer, running_server
 from tests.utils import PNG, FakeBackendPlugin
 
@@ -76,3 +76,16 @@ async def test_the_queue_view_lists_the_local_worker(front) -> None:
             break
         await asyncio.sleep(0.01)
     assert view.workers is not None and [w.models for w in view.workers] == [("a",)]
+
+
+async def test_a_stopping_front_end_keeps_its_running_job_for_its_return(front) -> None:
+    engine, backend = front
+    backend.models["a"].gate = asyncio.Event()  # the job runs until the worker is stopped
+    handle = await engine.submit(ImageRequest(prompt="held", requester=WHO))
+    async with asyncio.timeout(10):
+        async for event in handle:
+            if event.kind is EventKind.GENERATING:
+                break
+    await engine.stop(grace=0.1)
+    assert (await handle.wait()).kind is EventKind.SUSPENDED
+    assert engine.store is not None and handle.job.state is JobState.QUEUED

@@ -9,6 +9,7 @@ scheduler gets lanes, the queue, the runner, the event path and the job table; p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -278,10 +279,21 @@ class Engine:
             assert self.cluster is not None
             await self.cluster.stop()
             await self.events.settle()
+            await self._leave_cluster_jobs()
         finally:
             await self.queue.close()
             await self.scheduler.stop()
             await self.health.stop()
+
+    async def _leave_cluster_jobs(self) -> None:
+        """Live jobs go on in the cluster: kept (with a store) for this front end's return, else cancelled."""
+        for job in list(self.table.live.values()):
+            if self.events.journal is not None:
+                await self.events.suspend(job)  # its events wait in the stream; resume picks it up
+                continue
+            with contextlib.suppress(Exception):  # best effort: nobody will read its results
+                await self.queue.remove(job.id)
+            await self.events.finish(job, JobState.CANCELLED, JobCancelled(SHUTDOWN_MESSAGE))
 
     async def close(self) -> None:
         """Shutdown hooks, then models, HTTP client and store; once, after ``quiesce``."""
