@@ -69,14 +69,19 @@ class LatencyModel(FakeModel):
     async def generate(self, request: GenerationRequest, progress: Progress) -> Image:
         """Record the run, wait, answer."""
         await self._bookkeep(lambda: self.redis.rpush(RUNS, f"{request.prompt} {os.getpid()}"))
-        await self._bookkeep(lambda: self.enter(keys=[ACTIVE, PEAK]))
+        entered = asyncio.ensure_future(self._bookkeep(lambda: self.enter(keys=[ACTIVE, PEAK])))
         try:
+            await asyncio.shield(entered)
             async with self.slots or contextlib.nullcontext():
                 await asyncio.sleep(self.slow_latency if "slow" in request.prompt else self.latency)
             await progress(0.5)
             return Image(PNG, "image/png", 8, 8, seed=request.seed, model=self.name)
-        finally:
-            await self._bookkeep(lambda: self.redis.decr(ACTIVE))
+        finally:  # counted out even when a cancel lands mid-call: the peak and active counts stay exact
+            await asyncio.shield(self._leave(entered))
+
+    async def _leave(self, entered: asyncio.Future[None]) -> None:
+        await entered
+        await self._bookkeep(lambda: self.redis.decr(ACTIVE))
 
     async def _bookkeep(self, command: Callable[[], Awaitable[Any]]) -> None:
         """The test's own records ride out a Redis restart too (bounded): they are not the backend's work."""
