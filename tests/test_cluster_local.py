@@ -14,6 +14,7 @@ import pytest
 
 from core import Engine
 from core.config import Settings
+from core.engine.cluster_front import OUTAGE_MESSAGE
 from core.errors import ContentRejected
 from core.hooks.host import create_plugin_host
 from core.types import EventKind, ImageRequest, JobState, Requester
@@ -89,3 +90,25 @@ async def test_a_stopping_front_end_keeps_its_running_job_for_its_return(front) 
     await engine.stop(grace=0.1)
     assert (await handle.wait()).kind is EventKind.SUSPENDED
     assert engine.store is not None and handle.job.state is JobState.QUEUED
+
+
+async def test_users_are_told_of_an_outage_and_a_redis_that_forgot_everything_still_finishes_the_job(
+        front, server: RedisServer) -> None:
+    engine, backend = front
+    gate = backend.models["a"].gate = asyncio.Event()
+    handle = await engine.submit(ImageRequest(prompt="through an outage", requester=WHO))
+    async with asyncio.timeout(10):
+        async for event in handle:
+            if event.kind is EventKind.GENERATING:
+                break
+    server.stop()  # no persistence: the job, its lease and the front end's stream group are gone
+    async with asyncio.timeout(20):
+        async for event in handle:
+            if event.kind is EventKind.RETRYING:
+                assert event.message == OUTAGE_MESSAGE
+                break
+    server.start()
+    gate.set()
+    async with asyncio.timeout(30):
+        final = await handle.wait()
+    assert final.kind is EventKind.DONE and handle.job.result is not None
