@@ -1,4 +1,4 @@
-"""The ``sakaibot`` command: generate, models, plugins, check, run.
+"""The ``sakaibot`` command: generate, models, plugins, check, run, worker, queue.
 
 Exit codes: 0 success, 1 a job, a backend or a platform failed, 2 the configuration (or the job
 store) cannot be used, 130 interrupted. Errors are one plain message on stderr, never a traceback
@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "models", "list the configured models")
     _command(sub, "plugins", "list plugins with their package and version, loaded and failed")
     _command(sub, "check", "validate the config, say what the environment turned on, reach every backend")
-    _command(sub, "run", "start the enabled platforms and serve until Ctrl-C or SIGTERM")
+    run = _command(sub, "run", "start the enabled platforms and serve until Ctrl-C or SIGTERM")
+    run.add_argument("--no-worker", action="store_true",
+                     help="with [queue] backend = \"redis\": run no local worker (workers run elsewhere)")
+    worker = _command(sub, "worker", "generate for the shared Redis queue, without platforms, until Ctrl-C or SIGTERM")
+    worker.add_argument("--models", metavar="A,B", help="the models this worker serves (default: every configured one)")
+    _command(sub, "queue", "show the shared queue: lanes (waiting, running, concurrency) and workers alive")
     return parser
 
 
@@ -133,7 +138,7 @@ def _fail(message: str, code: int) -> int:
 def _build(args: argparse.Namespace) -> Engine:
     """Settings, logging and the engine; every configuration problem of every table in one error."""
     settings, problems = read_settings(args.config)
-    quiet = args.command != "run" and settings.logging.level in ("DEBUG", "INFO")
+    quiet = args.command not in ("run", "worker") and settings.logging.level in ("DEBUG", "INFO")
     level = "DEBUG" if args.verbose else "WARNING" if quiet else settings.logging.level
     redactor = setup_logging(level, secrets_in(settings), args.log_format or settings.logging.format)
     try:
@@ -358,6 +363,8 @@ async def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    if getattr(args, "no_worker", False):
+        engine.local_worker = False
     await engine.start()
     serving = asyncio.create_task(engine.serve(), name="serve")
     stopping = asyncio.create_task(stop.wait(), name="signals")
@@ -387,8 +394,54 @@ def _served(outcome: BaseException | None) -> int:
     return _fail(f"sakaibot run stopped: {message}", EXIT_FAILED)
 
 
+# ---------------------------------------------------------------------- worker and queue (a cluster on Redis)
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def cmd_worker(engine: Engine, args: argparse.Namespace) -> int:
+    """Serve the shared queue until SIGTERM/SIGINT, then hand claimed jobs back and exit cleanly."""
+    models = [name.strip() for name in args.models.split(",") if name.strip()] if args.models else None
+    stop = _stop_on_signals()
+    try:
+        worker = await engine.start_worker(models)
+        print(f"worker {worker.id} serving {', '.join(worker.serve)}", file=sys.stderr, flush=True)
+        await stop.wait()
+        print("stopping: finishing running jobs, handing the rest back…", file=sys.stderr, flush=True)
+    finally:
+        await engine.stop()
+    return 0
+
+
+async def cmd_queue(engine: Engine, args: argparse.Namespace) -> int:
+    """Print every lane's waiting and running jobs and its concurrency, and the workers alive."""
+    try:
+        view = await engine.cluster_view()
+    finally:
+        await engine.stop()
+    table = Table("lane", "waiting", "running", "concurrency")
+    for load in view.lanes:
+        table.add_row(load.name, str(load.waiting), str(load.running), str(load.concurrency))
+    out = Console(highlight=False)
+    out.print(table)
+    if view.workers is None:
+        out.print("workers: this process (the embedded queue)")
+        return 0
+    out.print(f"workers alive: {len(view.workers)}")
+    for worker in view.workers:
+        out.print(f"  {escape(worker.id)}  {escape(worker.host)} pid {worker.pid}  "
+                  f"models {escape(', '.join(worker.models))}  running {worker.running}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "generate": cmd_generate, "models": cmd_models, "plugins": cmd_plugins, "check": cmd_check, "run": cmd_run,
+    "worker": cmd_worker, "queue": cmd_queue,
 }
 
 

@@ -125,6 +125,17 @@ class QueueSettings(BaseModel):
     lease_seconds: float = Field(default=30.0, gt=0, le=3600,
                                  description="a claimed job whose holder stops heartbeating goes back after this")
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="how often a holder extends its leases")
+    node: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                             description="this front end's stable id (default: host name + a hash of the "
+                                         "store path), naming the stream its jobs' events come back on")
+    local_worker: bool = Field(default=True, description="`sakaibot run` also runs a worker in the same process")
+    worker_slots: int | None = Field(default=None, ge=1, le=1000,
+                                     description="jobs of each lane one worker process runs at once (default: the "
+                                                 "lane's concurrency, which still caps the whole cluster)")
+    result_ttl_seconds: float = Field(default=86400.0, gt=0,
+                                      description="how long a finished image waits in Redis for its front end")
+    events_max_len: int = Field(default=100_000, ge=1000,
+                                description="entries kept in each front end's event stream (approximate)")
 
     @field_validator("url")
     @classmethod

@@ -217,13 +217,16 @@ async def test_a_submit_cancelled_after_its_row_was_written_leaves_nothing_to_ru
     assert states in ([], ["cancelled"])  # never a queued row that a restart would run unasked
 
 
-def test_the_redis_queue_setting_is_refused_until_the_engine_uses_it():
+async def test_the_redis_queue_setting_builds_a_cluster_front_end_without_connecting():
+    from core import Engine
     from core.config import QueueSettings, Settings
-    from core.errors import ConfigError
+    from core.engine.redis_queue import RedisQueue
     from core.hooks.host import create_plugin_host
+    from tests.utils import FakeBackendPlugin
 
-    settings = Settings(models={"a": {"backend": "preview"}}, queue=QueueSettings(backend="redis"))
-    with pytest.raises(ConfigError, match="not wired into the engine yet"):
-        from core import Engine
-
-        Engine(settings, create_plugin_host(load_entry_points=False))
+    settings = Settings(models={"a": {"backend": "fake"}}, platforms={}, engine={"default_model": "a"},
+                        queue=QueueSettings(backend="redis", node="front-1"))
+    engine = Engine(settings, create_plugin_host(load_entry_points=False, extra=[("fake", FakeBackendPlugin())]))
+    assert isinstance(engine.queue, RedisQueue) and engine.queue.home == "front-1"
+    assert engine.cluster is not None and engine.cluster.inbox.stream == "{sakaibot}:events:front-1"
+    await engine.queue.close()  # never connected: closing is still clean

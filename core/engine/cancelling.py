@@ -7,7 +7,7 @@ runner's own cancellation path; a job whose end is already being written is not 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from core.engine.events import EventPath
 from core.engine.jobs import JobTable
@@ -21,7 +21,10 @@ class Canceller:
     """Looks jobs up by id prefix for their owner (or an admin) and cancels them."""
 
     def __init__(self, table: JobTable, queue: JobQueue, scheduler: LaneScheduler, events: EventPath,
-                 is_admin: Callable[[Requester], bool]) -> None:
+                 is_admin: Callable[[Requester], bool],
+                 remote: Callable[[Job], Awaitable[None]] | None = None) -> None:
+        """``remote`` cancels a job that runs in another process (a cluster's worker)."""
+        self.remote = remote
         self.table = table
         self.queue = queue
         self.scheduler = scheduler
@@ -55,6 +58,10 @@ class Canceller:
             await self.events.finish(job, JobState.CANCELLED, error)
             return job
         task = self.scheduler.running.get(job.id)
+        if task is None and self.remote is not None:  # claimed by a worker somewhere in the cluster
+            job.error = error
+            await self.remote(job)
+            return job
         if task is None:  # handed to a worker that has not started it yet: it will skip the job
             await self.events.finish(job, JobState.CANCELLED, error)
             return job

@@ -30,6 +30,8 @@ from core.engine.shared_keys import key_root
 
 log = logging.getLogger(__name__)
 
+BEATS_TO_LIVE = 3  # a worker that misses this many heartbeats leaves the view
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -82,7 +84,7 @@ class ClusterView:
     """Every lane's load across the cluster and the workers alive, read at ``now`` (Redis' clock, s)."""
 
     lanes: list[LaneLoad]
-    workers: list[WorkerInfo]
+    workers: list[WorkerInfo] | None  # None: no cluster (the embedded queue; this process does the work)
     now: float
 
 

@@ -9,7 +9,9 @@ scheduler gets lanes, the queue, the runner, the event path and the job table; p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,8 +19,12 @@ import httpx
 from pydantic import BaseModel
 
 from core.config import Settings, load_settings
-from core.engine.admission import Admission
+from core.engine.admission import Admission, UserLimits
 from core.engine.cancelling import Canceller
+from core.engine.cluster_front import ClusterFront
+from core.engine.cluster_node import node_id
+from core.engine.cluster_registry import ClusterView, cluster_view
+from core.engine.cluster_worker import ClusterWorker
 from core.engine.continuity import Continuity
 from core.engine.delivery import Deliveries
 from core.engine.events import EventPath
@@ -27,8 +33,9 @@ from core.engine.health import StoreHealth
 from core.engine.intake import with_inputs
 from core.engine.jobs import JobTable
 from core.engine.lanes import Lanes
-from core.engine.memory_queue import InMemoryQueue
 from core.engine.queue import JobQueue, LaneLoad, LaneSnapshot, QueueOrder
+from core.engine.queues import create_queue
+from core.engine.redis_queue import RedisQueue, cancel_all
 from core.engine.runner import JobRunner
 from core.engine.scheduler import LaneScheduler
 from core.errors import (
@@ -52,6 +59,7 @@ from core.types import EventKind, ImageRequest, Job, JobState, Requester
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
+RELEASE_GRACE = 2.0  # seconds a stopping front end waits to give back shared limits (they expire anyway)
 INTERRUPTED = "Your request was interrupted before it was queued. Please send it again."
 
 
@@ -69,10 +77,8 @@ class Engine:
         if settings.store.archive_dir:
             archive = ImageArchive(settings.store.archive_dir, settings.store.archive_days)
             host.add(archive, "sakaibot.archive", source="core")
-        if settings.queue.backend != "memory" and queue is None:
-            raise ConfigError([f"config: queue.backend: {settings.queue.backend!r} is not wired into the engine yet "
-                               "(the Redis queue layer exists, the cross-process events do not: see "
-                               "docs/distributed.md); use \"memory\""])
+        self.node = node_id(settings)
+        self.local_worker = settings.queue.local_worker  # `sakaibot run --no-worker` turns it off
         self._build_plugins(settings)
         self._build_parts(settings, queue)
 
@@ -92,24 +98,56 @@ class Engine:
         self.store = JobStore(path, busy_timeout=settings.store.busy_timeout) if path else None
         self.health = StoreHealth(self.store)
         self.lanes = Lanes(self.models, self.model_settings, settings.engine)
-        self.queue: JobQueue = queue or InMemoryQueue()
+        self.queue: JobQueue = queue or create_queue(settings, home=self.node, on_change=self._lane_changed)
         self.table = JobTable()
-        self.events = EventPath(self.table, self.hook, self, self.store, self.render_error, self.health.failed)
+        shared = isinstance(self.queue, RedisQueue)
+        self._releases: set[asyncio.Task[None]] = set()
+        self._keep_alive: asyncio.Task[None] | None = None
+        self.events = EventPath(self.table, self.hook, self, self.store, self.render_error, self.health.failed,
+                                ended=self._release_limits if shared else None)
         self.admission = Admission(self.models, self.hook, self, settings.engine, self.table.pending,
-                                   self.store.is_banned if self.store else None)
+                                   self.store.is_banned if self.store else None,
+                                   limits=_shared_limits(settings) if shared else None)
         self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hook, self,
                                 lambda delay: self.sleep(delay))
         self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
                                        self.health.writable)
         self.deliveries = Deliveries(self.store, self.table, self.health)
-        self.canceller = Canceller(self.table, self.queue, self.scheduler, self.events, self.admission.is_admin)
+        self.cluster = (ClusterFront(self.queue, self.node, self.table, self.events, self.store, self.requeue)
+                        if isinstance(self.queue, RedisQueue) else None)
+        self.worker: ClusterWorker | None = None
+        self.canceller = Canceller(self.table, self.queue, self.scheduler, self.events, self.admission.is_admin,
+                                   self.cluster.cancel_running if self.cluster else None)
         self.continuity = (Continuity(self.store, self.table, self.events, list(self.models), self.requeue,
                                       self.render_error) if self.store else None)
         self._inflight: dict[str, int] = dict.fromkeys(self.models, 0)
-        self._accepting = self._stopped = self._closed = False
-        order = QueueOrder(settings.engine.queue_order)
-        for name in self.models:
-            self.queue.add_lane(name, order, settings.engine.max_queue_per_lane)
+        self._accepting = self._stopped = self._closed = self._store_open = False
+        self._add_lanes(self.queue, list(self.models))
+
+    def _add_lanes(self, queue: JobQueue, names: list[str]) -> None:
+        """Each model's lane; a shared queue also gets the lane's concurrency, which it enforces cluster-wide."""
+        order = QueueOrder(self.settings.engine.queue_order)
+        shared = isinstance(queue, RedisQueue)
+        for name in names:
+            queue.add_lane(name, order, self.settings.engine.max_queue_per_lane,
+                           self.lanes.concurrency(name) if shared else None)
+
+    def _release_limits(self, job: Job) -> None:
+        """A job ended: give back its shared cap slots (and quota, unless done) in the background."""
+        task = asyncio.create_task(self._quietly_release(job), name=f"release:{job.id}")
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _quietly_release(self, job: Job) -> None:
+        try:
+            await self.admission.release(job)
+        except Exception as exc:  # Redis away: the slots run out by themselves (shared_caps ttl)
+            log.warning("shared limits of job %s not given back: %s", job.id, exc)
+
+    def _lane_changed(self, lane: str) -> None:
+        """Another process changed ``lane``'s order: positions are pushed again."""
+        if hasattr(self, "scheduler"):
+            self.scheduler.mark_dirty(lane)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -143,19 +181,60 @@ class Engine:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Open the store (counting crashed runs), run startup hooks, then start the lane workers."""
+        """Open the store (counting crashed runs), run startup hooks, then start the lane workers.
+
+        In a cluster the jobs run on workers: the front end catches up with the events they
+        reported while it was away, then reads its stream; a crash of the front end is no job's
+        fault, so no crash is counted. A local worker joins unless ``local_worker`` is off.
+        """
         if self.store is not None:
             await self.store.open()
+            self._store_open = True
             assert self.continuity is not None
-            await self.continuity.recover(self.settings.engine.max_crashes)
-        if self._http is None:  # building an SSL context reads the CA bundle: keep it off the loop
-            self._http = await asyncio.to_thread(create_http_client, self.lanes.total_concurrency())
-        await lifecycle(self.hook.startup, raise_errors=True, engine=self)
-        self.scheduler.start()
+            if self.cluster is None:
+                await self.continuity.recover(self.settings.engine.max_crashes)
+        await self._open_shared()
+        if self.cluster is not None:
+            await self.cluster.catch_up()
+            self.cluster.start()
+            self._keep_alive = asyncio.create_task(self.admission.limits.keep_alive(lambda: self.table.live.values()),
+                                                   name="shared-limits")
+            if self.local_worker:
+                self._start_worker(list(self.models))
+        self.scheduler.start(workers=self.cluster is None)
         self.health.start(self.settings.store.retention_days)
         await asyncio.sleep(0)  # let the workers park in take(), so the first jobs go straight to them
         self._accepting = True
-        log.info("engine started with models %s", ", ".join(self.models))
+        log.info("engine started with models %s%s", ", ".join(self.models),
+                 f" (front end {self.node} of a cluster)" if self.cluster else "")
+
+    async def _open_shared(self) -> None:
+        """The HTTP client and the startup hooks, which front ends and workers both need."""
+        if self._http is None:  # building an SSL context reads the CA bundle: keep it off the loop
+            self._http = await asyncio.to_thread(create_http_client, self.lanes.total_concurrency())
+        await lifecycle(self.hook.startup, raise_errors=True, engine=self)
+
+    async def start_worker(self, models: Sequence[str] | None = None) -> ClusterWorker:
+        """Run as a worker only (``sakaibot worker``): no platform, no store; jobs from the shared queue."""
+        if self.cluster is None:
+            raise ConfigError(['config: queue.backend: workers share a queue in Redis; set [queue] backend = "redis"'])
+        names = list(models or self.models)
+        unknown = [name for name in names if name not in self.models]
+        if unknown:
+            raise ConfigError([f"--models: {', '.join(unknown)} not configured (configured: {', '.join(self.models)})"])
+        await self._open_shared()
+        return self._start_worker(names)
+
+    def _start_worker(self, names: list[str]) -> ClusterWorker:
+        """A worker with its own queue connection (its own leases), serving ``names``."""
+        queue = create_queue(self.settings)
+        assert isinstance(queue, RedisQueue)
+        self._add_lanes(queue, names)
+        self.worker = ClusterWorker(queue, names, models=self.models, enhancers=self.registry.enhancers,
+                                    lanes=self.lanes, hook=self.hook, view=self, render=self.render_error,
+                                    sleep=lambda delay: self.sleep(delay), settings=self.settings.queue)
+        self.worker.start()
+        return self.worker
 
     async def resume(self, platform: str) -> list[JobHandle]:
         """Jobs ``platform`` left when the last process stopped: results to deliver, then jobs to run.
@@ -163,13 +242,19 @@ class Engine:
         A platform calls this once it is ready to deliver. Jobs of platforms that never ask (a one-off
         ``sakaibot generate``) stay in the store.
         """
-        return [] if self.continuity is None else await self.continuity.resume(platform)
+        if self.continuity is None:
+            return []
+        if self.cluster is None:
+            return await self.continuity.resume(platform)
+        async with self.cluster.resuming:  # a worker's final event for a job being resumed waits
+            return await self.continuity.resume(platform)
 
     async def requeue(self, job: Job) -> JobHandle:
         """Put a stored job back in its lane, past the caps it already passed once."""
         job.state, job.position, job.started_at = JobState.QUEUED, None, None
         handle = self.table.track(job)
         try:
+            await self.admission.hold(job)
             await self.queue.put(job, force=True)
         except BaseException:
             self.table.release(job)
@@ -195,6 +280,9 @@ class Engine:
             return
         self._stopped, self._accepting = True, False
         grace = self.settings.engine.shutdown_grace if grace is None else grace
+        if self.cluster is not None:
+            await self._quiesce_cluster(grace)
+            return
         self.runner.parking = self.events.journal is not None  # with a store, jobs are kept, not cancelled
         try:
             await self._set_aside_waiting()
@@ -204,6 +292,30 @@ class Engine:
             await self.queue.close()
             await self.scheduler.stop()
             await self.health.stop()
+
+    async def _quiesce_cluster(self, grace: float) -> None:
+        """A cluster keeps waiting jobs in Redis and their events in this front end's stream for its return."""
+        try:
+            if self.worker is not None:
+                await self.worker.stop(grace)
+            assert self.cluster is not None
+            await self.cluster.stop()
+            await self.events.settle()
+            await self._leave_cluster_jobs()
+        finally:
+            await self.queue.close()
+            await self.scheduler.stop()
+            await self.health.stop()
+
+    async def _leave_cluster_jobs(self) -> None:
+        """Live jobs go on in the cluster: kept (with a store) for this front end's return, else cancelled."""
+        for job in list(self.table.live.values()):
+            if self.events.journal is not None:
+                await self.events.suspend(job)  # its events wait in the stream; resume picks it up
+                continue
+            with contextlib.suppress(Exception):  # best effort: nobody will read its results
+                await self.queue.remove(job.id)
+            await self.events.finish(job, JobState.CANCELLED, JobCancelled(SHUTDOWN_MESSAGE))
 
     async def close(self) -> None:
         """Shutdown hooks, then models, HTTP client and store; once, after ``quiesce``."""
@@ -233,11 +345,16 @@ class Engine:
             job.error = JobCancelled(SHUTDOWN_MESSAGE)
 
     async def _close_resources(self) -> None:
+        if self._keep_alive is not None:
+            await cancel_all({self._keep_alive})
+        if self._releases:
+            await asyncio.wait(set(self._releases), timeout=RELEASE_GRACE)
+        await _quietly(self.admission.limits.aclose(), "the shared limits failed to close")
         for model in self.models.values():
             await _quietly(model.aclose(), f"model {model.name} failed to close")
         if self._http is not None:
             await _quietly(self._http.aclose(), "the HTTP client failed to close")
-        if self.store is not None:
+        if self.store is not None and self._store_open:
             await _quietly(self.store.close(), "the job store failed to close")
 
     async def __aenter__(self) -> Engine:
@@ -265,7 +382,9 @@ class Engine:
         self.admission.admitted(request)  # counted before any await: concurrent requests see it
         written = False
         try:
-            await self._write_enqueue(job)
+            quota = self._quota(job)
+            await self.admission.reserve(job, quota)
+            await self._write_enqueue(job, None if self.admission.shares_quota else quota)
             written = True
             await self.events.emit(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name) + 1))
             await self.queue.put(job, force=True)  # after QUEUED, so no worker can overtake it
@@ -283,6 +402,8 @@ class Engine:
             await self.events.finish(job, JobState.CANCELLED, JobCancelled(INTERRUPTED))
         else:
             self.table.release(job)
+            if self.admission.shares_quota:
+                self._release_limits(job)
 
     def _reserve_room(self, lane: str) -> None:
         """A place in ``lane``, counting jobs whose durable write is still in flight."""
@@ -291,12 +412,15 @@ class Engine:
                             "Try again in a few minutes.")
         self._inflight[lane] += 1
 
-    async def _write_enqueue(self, job: Job) -> None:
+    def _quota(self, job: Job) -> int | None:
+        """The daily quota of ``job``'s user on its model (``None``: none, or an admin)."""
+        if self.admission.is_admin(job.request.requester):
+            return None
+        return self.model_settings[job.model].daily_quota or self.settings.engine.daily_quota
+
+    async def _write_enqueue(self, job: Job, quota: int | None) -> None:
         if self.store is None:
             return
-        quota = None
-        if not self.admission.is_admin(job.request.requester):
-            quota = self.model_settings[job.model].daily_quota or self.settings.engine.daily_quota
         try:
             await self.store.enqueue(job, quota)
         except StoreError as exc:
@@ -353,6 +477,10 @@ class Engine:
 
     def lane_loads(self) -> list[LaneLoad]:
         """Every lane's waiting and running counts, in O(lanes + running jobs)."""
+        if isinstance(self.queue, RedisQueue):
+            queue = self.queue
+            return [LaneLoad(name, queue.waiting(name), queue.running(name), self.lanes.concurrency(name))
+                    for name in self.models]
         running: dict[str, int] = dict.fromkeys(self.models, 0)
         for job_id in self.scheduler.running:
             job = self.table.get(job_id)
@@ -360,6 +488,13 @@ class Engine:
                 running[job.model] += 1
         return [LaneLoad(name, self.queue.waiting(name), running[name], self.lanes.concurrency(name))
                 for name in self.models]
+
+    async def cluster_view(self) -> ClusterView:
+        """Lanes read fresh from the shared queue and the workers alive; just the lanes without a cluster."""
+        if not isinstance(self.queue, RedisQueue):
+            return ClusterView(self.lane_loads(), None, time.time())
+        limits = {name: self.lanes.concurrency(name) for name in self.models}
+        return await cluster_view(self.queue.link, self.settings.queue.key_prefix, limits)
 
     def jobs_of(self, requester: Requester) -> list[Job]:
         """One user's live jobs, oldest first."""
@@ -418,3 +553,9 @@ async def _quietly(awaitable: Awaitable[Any], message: str) -> None:
         await awaitable
     except Exception:
         log.exception(message)
+
+
+def _shared_limits(settings: Settings) -> UserLimits:
+    """Caps, quotas and rates counted in Redis (imported only in a cluster: memory mode never loads it)."""
+    from core.engine.shared_limits import create_shared_limits
+    return create_shared_limits(settings)

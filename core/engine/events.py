@@ -46,13 +46,20 @@ class EventPath:
 
     def __init__(self, jobs: JobTable, hook: Any, view: object, journal: Journal | None,
                  render: Callable[[Job | None, BaseException], str],
-                 on_store_error: Callable[[StoreError], None]) -> None:
+                 on_store_error: Callable[[StoreError], None], *,
+                 relay: Callable[[JobEvent], Awaitable[None]] | None = None,
+                 ended: Callable[[Job], None] | None = None) -> None:
+        """``relay`` (a cluster worker's) sends every event on to the job's owner instead of observers;
+        its failure propagates, so a final event that was not relayed is known to the caller.
+        ``ended`` hears of every job that ended here (not one suspended), once, after its slot is free."""
         self.jobs = jobs
         self.hook = hook
         self.view = view
         self.journal = journal
         self.render = render
         self.on_store_error = on_store_error
+        self.relay = relay
+        self.ended = ended
         self._finishing: dict[str, asyncio.Future[None]] = {}
 
     def finishing(self, job: Job) -> bool:
@@ -65,13 +72,20 @@ class EventPath:
             return
         event = JobEvent(kind, job, **fields)
         if self._observed():
-            await notify(self.hook.on_job_event, event=event, engine=self.view)
+            await self._tell(event)
             if not kind.final and self.finishing(job):  # finished while observers ran
                 return
         self._push(event)
 
     def _observed(self) -> bool:
-        return bool(self.hook.on_job_event.get_hookimpls())
+        return self.relay is not None or bool(self.hook.on_job_event.get_hookimpls())
+
+    async def _tell(self, event: JobEvent) -> None:
+        """The relay (a worker: the job's owner observes it there), else this process's observers."""
+        if self.relay is not None:
+            await self.relay(event)
+        else:
+            await notify(self.hook.on_job_event, event=event, engine=self.view)
 
     def _push(self, event: JobEvent) -> None:
         handle = self.jobs.handle(event.job.id)
@@ -120,6 +134,12 @@ class EventPath:
         pending = self._finishing[job.id] = asyncio.ensure_future(self._finish(job, state, error))
         return pending
 
+    async def settled(self, job: Job) -> None:
+        """Wait until ``job``'s final step (if one is under way) is over, whatever its outcome."""
+        pending = self._finishing.get(job.id)
+        if pending is not None:
+            await asyncio.gather(asyncio.shield(pending), return_exceptions=True)
+
     async def settle(self) -> None:
         """Wait for every final step under way (before the store closes)."""
         while self._finishing:
@@ -137,7 +157,7 @@ class EventPath:
             event = self._end(job, state, error)
             await self._write(self.journal.finish if self.journal else None, job)
             if self._observed():
-                await notify(self.hook.on_job_event, event=event, engine=self.view)
+                await self._tell(event)
             self._push(event)
         finally:
             self._release(job)
@@ -146,6 +166,8 @@ class EventPath:
     def _release(self, job: Job) -> None:
         self.jobs.release(job)
         self.jobs.remember(job)
+        if self.ended is not None:
+            self.ended(job)
 
     async def suspend(self, job: Job) -> None:
         """Keep ``job`` for the next start: saved as queued, its followers told, no final state."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from core.config import Settings
 from core.engine.memory_queue import InMemoryQueue
@@ -11,8 +12,12 @@ from core.engine.queue import JobQueue
 log = logging.getLogger(__name__)
 
 
-def create_queue(settings: Settings) -> JobQueue:
-    """The embedded queue, or a Redis queue shared with every process configured alike."""
+def create_queue(settings: Settings, *, home: str = "", on_change: Callable[[str], None] | None = None) -> JobQueue:
+    """The embedded queue, or a Redis queue shared with every process configured alike.
+
+    ``home`` is the front end's node id (the stream its jobs' events come back on); ``on_change`` is
+    told when another process changed a lane's order, so positions are pushed again.
+    """
     queue = settings.queue
     if queue.backend == "memory":
         return InMemoryQueue()
@@ -22,4 +27,4 @@ def create_queue(settings: Settings) -> JobQueue:
     url = queue.url.get_secret_value()
     log.info("queue: Redis at %s, prefix %r, leases of %.0f s", mask_url(url), queue.key_prefix, queue.lease_seconds)
     return RedisQueue(url, prefix=queue.key_prefix, lease_seconds=queue.lease_seconds,
-                      heartbeat_seconds=queue.heartbeat_seconds)
+                      heartbeat_seconds=queue.heartbeat_seconds, on_change=on_change, home=home)

@@ -16,13 +16,18 @@ from core.types import ImageRequest, Job
 VERSION = 1
 
 
-def dump_job(job: Job) -> str:
-    """A queued job as one JSON document."""
+def dump_job(job: Job, home: str = "") -> str:
+    """A queued job as one JSON document; ``home`` names the front end its events go back to."""
     return json.dumps({
-        "v": VERSION, "id": job.id, "model": job.model, "request": job.request.model_dump_json(),
+        "v": VERSION, "id": job.id, "home": home, "model": job.model, "request": job.request.model_dump_json(),
         "generation": generation_fields(job.generation), "attempts": job.attempts,
         "created_at": job.created_at, "enhanced_prompt": job.enhanced_prompt, "timings": job.timings,
     }, separators=(",", ":"))
+
+
+def job_home(data: str | bytes) -> str:
+    """The front end a queued job's events go back to (``""``: none, a single-process queue)."""
+    return str(json.loads(data).get("home", ""))
 
 
 def load_job(data: str | bytes) -> Job:

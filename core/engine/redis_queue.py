@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from core.engine.queue import LaneSnapshot, QueueOrder
-from core.engine.redis_codec import dump_job, load_job
+from core.engine.redis_codec import dump_job, job_home, load_job
 from core.engine.redis_link import QueueClosed, RedisLink
 from core.engine.redis_view import LaneMirror
 from core.errors import QueueFull
@@ -36,8 +36,10 @@ class RedisQueue:
 
     def __init__(self, url: str, *, prefix: str = "sakaibot", lease_seconds: float = 30.0,
                  heartbeat_seconds: float = 10.0, block_seconds: float = 5.0, patience: float = 10.0,
-                 view_interval: float = 0.05, on_change: Callable[[str], None] | None = None) -> None:
+                 view_interval: float = 0.05, on_change: Callable[[str], None] | None = None,
+                 home: str = "") -> None:
         self.consumer = uuid.uuid4().hex  # whose leases are whose
+        self.home = home  # the front end this process is: jobs it puts send their events back to it
         self.lease_ms = max(1, int(lease_seconds * 1000))
         self.heartbeat_seconds = heartbeat_seconds
         self.block_seconds = block_seconds
@@ -49,9 +51,19 @@ class RedisQueue:
         self._capacity: dict[str, int] = {}
         self._limit: dict[str, int] = {}
         self._held: dict[str, str] = {}  # job id -> lane, the leases this process extends
+        self._homes: dict[str, str] = {}  # job id -> the front end that owns a job this process holds
         self._takers: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._started = self._closed = False
+
+    @property
+    def root(self) -> str:
+        """The hash-tagged prefix of every key, for the cluster's other keys (streams, results)."""
+        return self._root
+
+    def home_of(self, job_id: str) -> str:
+        """The front end that owns a job this process holds (``""`` if unknown)."""
+        return self._homes.get(job_id, "")
 
     def _lane_key(self, lane: str) -> str:
         return f"{self._root}:lane:{lane}"
@@ -74,7 +86,7 @@ class RedisQueue:
         rkey = job.user_key if self._orders[lane] is QueueOrder.FAIR else FIFO_KEY
         status, size = await self.link.script(
             "PUT", [self._lane_key(lane), self._job_key(job.id), self.channel],
-            [job.id, lane, rkey, f"{job.id} {job.user_key}", dump_job(job), self._capacity[lane],
+            [job.id, lane, rkey, f"{job.id} {job.user_key}", dump_job(job, self.home), self._capacity[lane],
              int(force), self.consumer])
         self.mirror.note_size(lane, int(size))
         if status == -1:
@@ -103,6 +115,7 @@ class RedisQueue:
     async def done(self, job: Job) -> None:
         """Release the claim on ``job``; a claim lost to an expired lease is left to its new holder."""
         lane = self._held.pop(job.id, None)
+        self._homes.pop(job.id, None)
         if lane is None:
             return
         try:
@@ -113,6 +126,12 @@ class RedisQueue:
             return
         if not released:
             log.warning("job %s finished after its lease ran out; another worker may have run it too", job.id)
+
+    async def give_back(self, job: Job) -> None:
+        """Hand a job this process holds, but will not finish, back to the front of its lane."""
+        lane = self._held.get(job.id)
+        if lane is not None:
+            await self._give_back(job.id, lane)
 
     async def remove(self, job_id: str) -> Job | None:
         """Take a waiting job out of its lane, whichever process queued it."""
@@ -148,7 +167,7 @@ class RedisQueue:
         self._closed = True
         for task in list(self._takers):
             task.cancel()
-        await _cancel_all(set(self._background))
+        await cancel_all(set(self._background))
         for job_id, lane in list(self._held.items()):
             await self._give_back(job_id, lane)
         await self.link.aclose()
@@ -206,6 +225,7 @@ class RedisQueue:
         if reply[0] == "":
             return None, int(reply[1])
         self._held[reply[0]] = lane
+        self._homes[reply[0]] = job_home(reply[1])
         job = load_job(reply[1])
         job.attempts = max(job.attempts, int(reply[2]) - 1)  # claims before this one ended unfinished
         return job, 0
@@ -220,6 +240,7 @@ class RedisQueue:
     async def _give_back(self, job_id: str, lane: str) -> None:
         """A job this process claimed but will not run goes back to the front of its lane."""
         self._held.pop(job_id, None)
+        self._homes.pop(job_id, None)
         with contextlib.suppress(Exception):
             await self.link.script("GIVE_BACK", [self._lane_key(lane), self.channel],
                                    [lane, f"{self._root}:job:", self.consumer, job_id])
@@ -238,7 +259,7 @@ class RedisQueue:
                 log.warning("queue heartbeat failed: %s", exc)
 
 
-async def _cancel_all(tasks: set[asyncio.Task[None]], rounds: int = 50) -> None:
+async def cancel_all(tasks: set[asyncio.Task[None]], rounds: int = 50) -> None:
     """Cancel tasks until they end: redis-py's read timeout can swallow one cancellation (an asyncio race)."""
     for _ in range(rounds):
         pending = {task for task in tasks if not task.done()}

@@ -48,9 +48,9 @@ class LaneScheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = False
 
-    def start(self) -> None:
-        """A worker per unit of each lane's concurrency, and the position loop."""
-        for name in self.lanes.names:
+    def start(self, *, workers: bool = True) -> None:
+        """A worker per unit of each lane's concurrency (unless jobs run elsewhere), and the position loop."""
+        for name in self.lanes.names if workers else []:
             self._tasks += [asyncio.create_task(self._worker(name), name=f"lane:{name}:{n}")
                             for n in range(self.lanes.concurrency(name))]
         self._tasks.append(asyncio.create_task(self._position_loop(), name="positions"))
