@@ -115,7 +115,8 @@ async def test_users_are_told_of_an_outage_and_a_redis_that_forgot_everything_st
 
 
 @pytest.fixture
-async def two_fronts(server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[list[Engine]]:
+async def two_fronts(server: RedisServer, tmp_path: Path,
+                     request: pytest.FixtureRequest) -> AsyncIterator[list[Engine]]:
     """Two front ends without workers on one Redis, with the engine settings the test names."""
     engines = []
     for n in range(2):

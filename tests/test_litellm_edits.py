@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import email.parser
-import email.policy
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,12 +16,12 @@ import plugins.litellm_images
 from core import ContentRejected, InputSupport, InvalidRequest, RateLimited, SakaiError, Size
 from core.engine import Engine
 from core.testing import running_engine
+from tests.fakes.openai_edits import error_response, openai_edits, parts_of
 from tests.fakes.workers_ai import picture
 from tests.input_images import Recorded, image_request, input_image, mask_image
 
 API = "http://127.0.0.1:9/v1"  # nobody listens here: only respx answers
 EDITS = f"{API}/images/edits"
-MAX_IMAGE_BYTES = 25_000_000
 
 
 @pytest.fixture(autouse=True)
@@ -41,44 +39,6 @@ async def _engine(**keys: Any):
 async def engine() -> AsyncIterator[Engine]:
     async with await _engine() as built:
         yield built
-
-
-def _parts(request: httpx.Request) -> list[Any]:
-    """The multipart parts, as a server would read them."""
-    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.content)
-    return list(message.iter_parts())
-
-
-def _error(status: int, code: str | None, message: str, param: str | None = None) -> httpx.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
-    return httpx.Response(status, json=body)
-
-
-def openai_edits(request: httpx.Request) -> httpx.Response:
-    """OpenAI's /images/edits for gpt-image models, as strict as its reference."""
-    if request.headers.get("Authorization") != "Bearer sk-test-secret-key":
-        return _error(401, "invalid_api_key", "Incorrect API key provided")
-    parts = _parts(request)
-    fields = {p.get_param("name", header="content-disposition"): p for p in parts}
-    images = [p for p in parts if p.get_param("name", header="content-disposition") in ("image", "image[]")]
-    if "prompt" not in fields or "model" not in fields:
-        return _error(400, None, "Missing required parameter: 'prompt'.", "prompt")
-    if not images or len(images) > 16:
-        return _error(400, None, "Invalid 'image': expected between 1 and 16 images.", "image")
-    sizes = []
-    for part in images:
-        data = part.get_payload(decode=True)
-        if part.get_content_type() not in ("image/png", "image/jpeg", "image/webp") or len(data) > MAX_IMAGE_BYTES:
-            return _error(400, "invalid_image_format", "Invalid image file or mode for image.", "image")
-        with PILImage.open(io.BytesIO(data)) as opened:
-            sizes.append(opened.size)
-    if "mask" in fields:
-        with PILImage.open(io.BytesIO(fields["mask"].get_payload(decode=True))) as mask:
-            if mask.format != "PNG" or mask.mode != "RGBA" or mask.size != sizes[0]:
-                return _error(400, "invalid_image", "Invalid mask image: must be a PNG with an alpha channel "
-                              "and the same dimensions as the image.", "mask")
-    return httpx.Response(200, json={"created": 1, "data": [{"b64_json": base64.b64encode(picture("PNG")).decode()}]})
 
 
 def test_gpt_image_declares_edits_with_16_pictures_and_masks():
@@ -102,7 +62,7 @@ async def test_one_picture_goes_as_an_image_part_with_the_prompt(engine):
     source = input_image((64, 48), "image/jpeg")
     image = await engine.models["gpt"].generate(image_request("add a red hat", images=(source,),
                                                               size=Size(1024, 1024)), Recorded())
-    parts = _parts(route.calls.last.request)
+    parts = parts_of(route.calls.last.request)
     named = {p.get_param("name", header="content-disposition"): p for p in parts}
     assert named["prompt"].get_content() == "add a red hat" and named["model"].get_content() == "gpt-image-1"
     assert named["size"].get_content() == "1024x1024"
@@ -116,7 +76,7 @@ async def test_several_pictures_and_a_mask_become_transparent_where_white(engine
     route = respx.post(EDITS).mock(side_effect=openai_edits)
     pictures = (input_image((80, 60)), input_image((30, 30), "image/webp"))
     await engine.models["gpt"].generate(image_request(images=pictures, mask=mask_image((40, 30))), Recorded())
-    parts = _parts(route.calls.last.request)
+    parts = parts_of(route.calls.last.request)
     assert [p.get_content_type() for p in parts if p.get_param("name", header="content-disposition") == "image[]"] \
         == ["image/png", "image/webp"]
     mask_part = next(p for p in parts if p.get_param("name", header="content-disposition") == "mask")
@@ -134,9 +94,9 @@ async def test_text_only_requests_still_generate(engine):
 
 
 @pytest.mark.parametrize(("response", "expected"), [
-    (_error(400, "moderation_blocked", "Your request was rejected by the safety system."), ContentRejected),
-    (_error(400, "invalid_image_format", "Invalid image file or mode for image.", "image"), InvalidRequest),
-    (_error(429, "rate_limit_exceeded", "Rate limit reached for images per minute"), SakaiError),
+    (error_response(400, "moderation_blocked", "Your request was rejected by the safety system."), ContentRejected),
+    (error_response(400, "invalid_image_format", "Invalid image file or mode for image.", "image"), InvalidRequest),
+    (error_response(429, "rate_limit_exceeded", "Rate limit reached for images per minute"), SakaiError),
 ])
 @respx.mock
 async def test_edit_errors_map_like_generation_errors(engine, response, expected):

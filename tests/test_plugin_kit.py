@@ -30,6 +30,7 @@ from tests.fakes.automatic1111 import OOM as A1111_OOM
 from tests.fakes.automatic1111 import FakeAutomatic1111
 from tests.fakes.comfyui import OOM as COMFY_OOM
 from tests.fakes.comfyui import FakeComfyUI
+from tests.fakes.openai_edits import openai_edits
 from tests.fakes.workers_ai import ACCOUNT, FLUX, SDXL, TOKEN, FakeWorkersAI, Fault
 
 # ------------------------------------------------------------------------------ conformance, per backend
@@ -101,6 +102,7 @@ async def test_litellm_images_conforms(monkeypatch):
               lambda: api.next.append(httpx.Response(400, json=error))]
     with respx.mock:
         respx.post("http://127.0.0.1:9/v1/images/generations").mock(side_effect=api)
+        respx.post("http://127.0.0.1:9/v1/images/edits").mock(side_effect=openai_edits)  # gpt-image edits
         async with running_engine(config, [plugins.litellm_images]) as engine:
             await check_model_conformance(engine.models["gpt"], faults=faults, sizes=2,
                                           before_cancel=lambda: setattr(api, "slow", True))
