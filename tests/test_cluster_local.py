@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core import Engine
+from core.chat.service import ChatService, TextReply
 from core.config import Settings
 from core.engine.cluster_front import OUTAGE_MESSAGE
 from core.errors import ContentRejected, QueueFull, QuotaExceeded
@@ -77,6 +78,9 @@ async def test_the_queue_view_lists_the_local_worker(front) -> None:
             break
         await asyncio.sleep(0.01)
     assert view.workers is not None and [w.models for w in view.workers] == [("a",)]
+    reply = await ChatService(engine).handle("/queue", WHO)
+    assert isinstance(reply, TextReply)
+    assert "• a: 0/2 running, 0 waiting" in reply.text and "Workers alive: 1 (serving a)" in reply.text
 
 
 async def test_a_stopping_front_end_keeps_its_running_job_for_its_return(front) -> None:

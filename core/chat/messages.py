@@ -9,6 +9,7 @@ from core.types import EventKind, Job, JobEvent
 
 if TYPE_CHECKING:
     from core.engine import Engine
+    from core.engine.cluster_registry import ClusterView
     from core.interfaces import ImageModel
     from core.types import Requester
 
@@ -142,14 +143,21 @@ def _abilities(model: ImageModel) -> str:
     return f" ({', '.join(found)})" if found else ""
 
 
-def queue_text(engine: Engine, requester: Requester) -> str:
-    """The ``/queue`` answer: every lane's load, and where the caller's jobs stand."""
+def queue_text(engine: Engine, requester: Requester, view: ClusterView | None = None) -> str:
+    """The ``/queue`` answer: every lane's load (cluster-wide with a ``view``), the caller's jobs, the workers."""
+    loads = view.lanes if view is not None else engine.lane_loads()
     lines = [f"• {lane.name}: {lane.running}/{lane.concurrency} running, {lane.waiting} waiting"
-             for lane in sorted(engine.lane_loads(), key=lambda lane: lane.name)]
+             for lane in sorted(loads, key=lambda lane: lane.name)]
     for job in engine.jobs_of(requester):  # what this user has, never a walk over the whole lane
         where = f"position {job.position}" if job.position else job.state.value
         lines.append(f"  your job {job.id} ({job.model}): {where}")
-    return "Queue:\n" + "\n".join(lines) if lines else "The queue is empty."
+    text = "Queue:\n" + "\n".join(lines) if lines else "The queue is empty."
+    if view is None or view.workers is None:  # the embedded queue: this process is the worker
+        return text
+    if not view.workers:
+        return text + "\nNo workers are running right now: waiting jobs start when one joins."
+    served = sorted({model for worker in view.workers for model in worker.models})
+    return text + f"\nWorkers alive: {len(view.workers)} (serving {', '.join(served)})"
 
 
 def help_text(engine: Engine) -> str:

@@ -7,6 +7,7 @@ way to fetch them (``core.chat.inputs``): fetched only when the request will use
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,10 @@ from core.types import GenerationOptions, ImageRequest, Job, Requester
 
 if TYPE_CHECKING:
     from core.engine import Engine
+    from core.engine.cluster_registry import ClusterView
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,14 @@ class ChatService:
             return await account.ban(command, requester)
         return await self._basic(command, requester)
 
+    async def _cluster(self) -> ClusterView | None:
+        """The cluster's lanes and workers for ``/queue``; ``None`` (this process's view) if Redis is away."""
+        try:
+            return await self.engine.cluster_view()
+        except SakaiError as exc:
+            log.warning("/queue without the cluster view: %s", exc)
+            return None
+
     async def _basic(self, command: Command, requester: Requester) -> str:
         if isinstance(command, CancelCommand):
             job = await self.engine.cancel(command.job_id, requester)
@@ -180,7 +193,7 @@ class ChatService:
         if isinstance(command, ModelsCommand):
             return messages.models_text(self.engine)
         if isinstance(command, QueueCommand):
-            return messages.queue_text(self.engine, requester)
+            return messages.queue_text(self.engine, requester, await self._cluster())
         if isinstance(command, HelpCommand):
             return messages.help_text(self.engine)
         raise AssertionError(f"unhandled command {command!r}")
