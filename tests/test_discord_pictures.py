@@ -194,3 +194,13 @@ async def test_a_picture_deleted_before_it_is_read_is_a_private_message(fake, pl
     said = _followups(fake, token)[-1].json
     assert said["content"] == "❌ That picture was deleted from Discord; attach it again." and said["flags"] == 64
     assert not admitted.requests
+
+
+async def test_count_4_from_the_slash_command_comes_back_as_one_message_with_four_attachments(fake, platform, admitted):
+    """End to end: the count option, the engine's batch (four seeds), one follow-up with four files."""
+    token = await fake.slash("image", ALICE, prompt="four lighthouses", count=4)
+    await _until(lambda: any(f.files for f in _followups(fake, token)))
+    followup = next(f for f in _followups(fake, token) if f.files)
+    assert len(followup.files) == 4 and admitted.requests[0][0].options.count == 4
+    seeds = {f["name"]: f["value"] for f in followup.json["embeds"][0]["fields"]}["Seeds"].split(", ")
+    assert [int(s) - int(seeds[0]) for s in seeds] == [0, 1, 2, 3]

@@ -234,3 +234,16 @@ async def test_a_failed_download_is_a_message_in_the_status(engine, admitted):
     assert tg.sender.of(Edit)[-1].message == "❌ Telegram did not let me download that picture; send it again."
     assert not admitted.requests
     await platform.stop()
+
+
+async def test_n_4_from_a_chat_message_comes_back_as_one_album_of_four(engine, admitted):
+    """End to end: the command, the engine's batch (four seeds), the album and its buttons message."""
+    platform, tg = await _platform(engine)
+    await tg.message("/image=pic=four lighthouses --n 4 --seed 7", sender=ALICE)
+    await _until(lambda: tg.sender.of(SendAlbum) and tg.sender.of(SendMessage)
+                 and tg.sender.of(SendMessage)[-1].message == ALBUM_BUTTONS)
+    album, = tg.sender.of(SendAlbum)
+    assert len(album.multi_media) == 4
+    assert album.multi_media[0].message.startswith("🎨 pic · 4 images · seeds 7, 8, 9, 10")
+    assert admitted.requests[0][0].options.count == 4
+    await platform.stop()
