@@ -168,7 +168,7 @@ async def test_two_front_ends_share_the_users_cap_counting_every_image(two_front
 async def test_two_front_ends_share_the_daily_quota_and_a_cancel_gives_it_back(two_fronts: list[Engine]) -> None:
     one, other = two_fronts
     first = await one.submit(fox(2))
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaExceeded, match=r"1 of your 3 a images left today; ask for fewer \(--n 1\)"):
         await other.submit(fox(2))
     await other.submit(fox())  # 3 of 3
     with pytest.raises(QuotaExceeded):
@@ -182,3 +182,47 @@ async def test_two_front_ends_share_the_daily_quota_and_a_cancel_gives_it_back(t
             await asyncio.sleep(0.05)
     else:
         raise AssertionError("the cancelled job's quota never came back")
+
+
+async def test_a_job_that_failed_while_its_front_end_was_away_gives_its_quota_back(server: RedisServer,
+                                                                                    tmp_path: Path) -> None:
+    """The final event lands on a restarted front end that no longer tracks the job: the quota still comes back."""
+    def settings(store: bool) -> Settings:
+        return Settings(engine={"default_model": "a", "rate_limit": None, "daily_quota": 5},
+                        models={"a": {"backend": "fake"}}, platforms={},
+                        store={"path": str(tmp_path / "jobs.db")} if store else {},
+                        queue={"backend": "redis", "url": server.url, "lease_seconds": 4, "heartbeat_seconds": 1,
+                               "local_worker": False, "node": "front1"})
+
+    def engine(store: bool, backend: FakeBackendPlugin) -> Engine:
+        return Engine(settings(store), create_plugin_host(load_entry_points=False, extra=[("fake", backend)]))
+
+    front = engine(True, FakeBackendPlugin())
+    await front.start()
+    handle = await front.submit(fox(3))
+    await front.stop(grace=0.5)  # the job stays saved, queued in Redis
+    failing = FakeBackendPlugin()
+    worker = engine(False, failing)
+    failing.models["a"].failures = [ContentRejected("no")] * 10
+    await worker.start_worker()
+    quotas = worker.admission.limits.quotas  # type: ignore[attr-defined]
+    events = f"{{sakaibot}}:events:front1"
+    back = engine(True, FakeBackendPlugin())
+    try:
+        for _ in range(200):  # bounded: the worker fails the job while its front end is away
+            if await worker.queue.link.client.xlen(events):  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.05)
+        assert await quotas.used("test:u", "a") == 3
+        await back.start()  # catches up with the final event for a job it does not track yet
+        assert back.store is not None
+        for _ in range(200):
+            stored = await back.store.job(handle.id)
+            if stored is not None and stored.state is JobState.FAILED and await quotas.used("test:u", "a") == 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the failed job's quota never came back")
+    finally:
+        await worker.stop(grace=0.5)
+        await back.stop(grace=0.5)

@@ -154,6 +154,8 @@ class ClusterFront:
             job.error = None if event.kind is EventKind.DONE else self._error(job, event)
             await self.store.finish(job)
             await self._forget_images(job.id)
+            if self.events.ended is not None:  # its shared cap slots, and its quota unless done, come back
+                self.events.ended(job)
 
     # ----------------------------------------------------------------- outages
     async def _tell_outage(self) -> None:

@@ -75,10 +75,10 @@ class SharedQuotas:
 
     async def reserve(self, job_id: str, user: str, model: str, quota: int, units: int = 1) -> None:
         """Take ``units`` of today's ``quota`` for ``job_id``, or raise ``QuotaExceeded`` and take nothing."""
-        reserved, _, now = await self.link.call(
+        reserved, used, now = await self.link.call(
             lambda: self._reserve(keys=[self.base], args=[model, user, job_id, units, quota, EXPIRY_GRACE]))
         if not int(reserved):
-            raise quota_refusal(quota, model, float(now))
+            raise quota_refusal(quota, model, float(now), left=max(0, quota - int(used)))
 
     async def release(self, job_id: str) -> int:
         """Give back what ``job_id`` reserved; 0 if it holds nothing (released already, or never reserved)."""
