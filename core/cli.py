@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -36,6 +36,7 @@ from core.logs import secrets_in, setup_logging
 from core.types import EventKind, GenerationOptions, Image, ImageRequest, Requester
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
 CHECK_TIMEOUT = 20.0
@@ -358,14 +359,12 @@ async def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
     if not any(settings.enabled for settings in engine.platform_settings.values()):
         return _fail("Nothing to run: no platform is enabled. Set enabled = true under [platforms.<name>] "
                      "(console, telegram, discord), or set the original bot's TELEGRAM_* variables.", EXIT_CONFIG)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     if getattr(args, "no_worker", False):
         engine.local_worker = False
-    await engine.start()
+    if await _unless_stopped(_started(engine), stop) is None:
+        await engine.stop()
+        return 0
     serving = asyncio.create_task(engine.serve(), name="serve")
     stopping = asyncio.create_task(stop.wait(), name="signals")
     try:
@@ -394,6 +393,27 @@ def _served(outcome: BaseException | None) -> int:
     return _fail(f"sakaibot run stopped: {message}", EXIT_FAILED)
 
 
+async def _started(engine: Engine) -> bool:
+    await engine.start()
+    return True
+
+
+async def _unless_stopped(starting: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Run a start-up that may wait a long time (Redis down: it retries); ``None`` if a signal came first."""
+    start = asyncio.ensure_future(starting)
+    signalled = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({start, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if start.done():
+        return start.result()  # its failure is the command's
+    print("stopping before start-up finished…", file=sys.stderr, flush=True)
+    start.cancel()
+    await asyncio.gather(start, return_exceptions=True)
+    return None
+
+
 # ---------------------------------------------------------------------- worker and queue (a cluster on Redis)
 def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
@@ -409,7 +429,9 @@ async def cmd_worker(engine: Engine, args: argparse.Namespace) -> int:
     models = [name.strip() for name in args.models.split(",") if name.strip()] if args.models else None
     stop = _stop_on_signals()
     try:
-        worker = await engine.start_worker(models)
+        worker = await _unless_stopped(engine.start_worker(models), stop)
+        if worker is None:
+            return 0
         print(f"worker {worker.id} serving {', '.join(worker.serve)}", file=sys.stderr, flush=True)
         await stop.wait()
         print("stopping: finishing running jobs, handing the rest back…", file=sys.stderr, flush=True)

@@ -286,3 +286,32 @@ def test_sakaibot_worker_and_queue_show_the_cluster(cluster: Cluster, tmp_path: 
     assert worker.wait(timeout=PROCESS_LIMIT) == 0
     log.close()
     assert "workers alive: 0" in queue()
+
+
+@pytest.mark.parametrize("command", [["worker"], ["run", "--no-worker"]])
+def test_a_signal_stops_a_process_still_waiting_for_redis_at_start_up(command: list[str], tmp_path: Path) -> None:
+    """Redis down at start: the process waits (retrying) and a SIGTERM ends it cleanly instead of being ignored."""
+    import socket
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "config.toml"
+    config.write_text('[engine]\ndefault_model = "preview"\n[models.preview]\nbackend = "preview"\n'
+                      '[platforms.console]\nenabled = true\n[queue]\nbackend = "redis"\n'
+                      f'url = "redis://127.0.0.1:{port}/0"\n', encoding="utf-8")
+    log = (tmp_path / "waiting.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", *command, "--config", str(config)], cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+        time.sleep(3)  # well into the start-up's retries
+        assert process.poll() is None, "it waits for Redis rather than failing at once"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=PROCESS_LIMIT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        assert process.stdin is not None
+        process.stdin.close()
+        log.close()
+    assert "Traceback" not in (tmp_path / "waiting.log").read_text(encoding="utf-8", errors="replace")

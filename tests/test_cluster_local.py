@@ -206,7 +206,7 @@ async def test_a_job_that_failed_while_its_front_end_was_away_gives_its_quota_ba
     failing.models["a"].failures = [ContentRejected("no")] * 10
     await worker.start_worker()
     quotas = worker.admission.limits.quotas  # type: ignore[attr-defined]
-    events = f"{{sakaibot}}:events:front1"
+    events = "{sakaibot}:events:front1"
     back = engine(True, FakeBackendPlugin())
     try:
         for _ in range(200):  # bounded: the worker fails the job while its front end is away
