@@ -226,3 +226,34 @@ async def test_a_job_that_failed_while_its_front_end_was_away_gives_its_quota_ba
     finally:
         await worker.stop(grace=0.5)
         await back.stop(grace=0.5)
+
+
+async def test_a_resume_while_redis_is_down_keeps_the_job_and_queues_it_when_redis_returns(server: RedisServer,
+                                                                                           tmp_path: Path) -> None:
+    def engine(store: bool) -> Engine:
+        settings = Settings(engine={"default_model": "a", "rate_limit": None}, models={"a": {"backend": "fake"}},
+                            platforms={}, store={"path": str(tmp_path / "jobs.db")} if store else {},
+                            queue={"backend": "redis", "url": server.url, "lease_seconds": 4, "heartbeat_seconds": 1,
+                                   "local_worker": False, "node": "front1"})
+        return Engine(settings, create_plugin_host(load_entry_points=False, extra=[("fake", FakeBackendPlugin())]))
+
+    first = engine(True)
+    await first.start()
+    job_id = (await first.submit(fox())).id
+    await first.stop(grace=0.5)  # saved, to be resumed by the next start
+    back = engine(True)
+    await back.start()
+    worker = engine(False)
+    try:
+        server.stop()  # Redis goes away (and, without persistence, forgets the job)
+        back.queue.link.patience = 0.3  # type: ignore[attr-defined]
+        back.admission.limits.link.patience = 0.3  # type: ignore[attr-defined]
+        handles = await back.resume("test")  # does not fail the platform's start
+        assert [h.id for h in handles] == [job_id]
+        server.start()
+        await worker.start_worker()
+        image = await asyncio.wait_for(handles[0].result(), 60)  # bounded: queued again, run, delivered
+        assert image.data
+    finally:
+        await worker.stop(grace=0.5)
+        await back.stop(grace=0.5)

@@ -23,12 +23,14 @@ from core.engine.cluster_inbox import EventInbox
 from core.engine.cluster_wire import ClusterKeys, RemoteEvent, decode_images
 from core.engine.events import EventPath
 from core.engine.jobs import JobTable
+from core.engine.redis_link import QueueUnavailable
 from core.engine.redis_queue import RedisQueue, cancel_all
 from core.errors import BackendError, JobCancelled, SakaiError
 from core.store import JobStore
 from core.types import EventKind, Image, Job, JobState
 
 log = logging.getLogger(__name__)
+MAX_PUT_BACK_DELAY = 30.0  # seconds between tries to queue a restored job while Redis is away
 
 CANCEL_WAIT = 5.0  # seconds a cancel waits for the worker holding the job to confirm
 OUTAGE_MESSAGE = "the shared queue is unreachable for now; your request is kept and goes on when it is back"
@@ -55,6 +57,7 @@ class ClusterFront:
                                 on_recovery=self._put_back_forgotten)
         self.resuming = asyncio.Lock()  # a platform's resume and untracked final events never cross
         self._task: asyncio.Task[None] | None = None
+        self._later: set[asyncio.Task[None]] = set()  # jobs waiting for Redis to be queued again
 
     async def catch_up(self) -> None:
         """Before platforms resume: apply what workers reported while this front end was away."""
@@ -69,6 +72,24 @@ class ClusterFront:
         if self._task is not None:
             await cancel_all({self._task})  # once may not be enough: redis-py can swallow one mid-read
             self._task = None
+        await cancel_all(set(self._later))
+
+    def put_when_back(self, job: Job) -> None:
+        """Queue a restored job once Redis answers again; it stays saved and tracked meanwhile."""
+        task = asyncio.create_task(self._put_when_back(job), name=f"put-back:{job.id}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _put_when_back(self, job: Job) -> None:
+        delay = 1.0
+        while job.id in self.table and not self.events.finishing(job):
+            try:
+                await self.queue.put(job, force=True)
+                log.info("job %s is queued again now that Redis answers", job.id)
+                return
+            except QueueUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_PUT_BACK_DELAY)
 
     # ----------------------------------------------------------------- applying events
     async def apply(self, event: RemoteEvent) -> None:

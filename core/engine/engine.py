@@ -35,6 +35,7 @@ from core.engine.jobs import JobTable
 from core.engine.lanes import Lanes
 from core.engine.queue import JobQueue, LaneLoad, LaneSnapshot, QueueOrder
 from core.engine.queues import create_queue
+from core.engine.redis_link import QueueUnavailable
 from core.engine.redis_queue import RedisQueue, cancel_all
 from core.engine.runner import JobRunner
 from core.engine.scheduler import LaneScheduler
@@ -256,6 +257,12 @@ class Engine:
         try:
             await self.admission.hold(job)
             await self.queue.put(job, force=True)
+        except QueueUnavailable as exc:
+            if self.cluster is None:
+                self.table.release(job)
+                raise
+            log.warning("job %s waits for Redis to come back before it is queued again: %s", job.id, exc)
+            self.cluster.put_when_back(job)  # its user still gets a handle, and the platform follows it
         except BaseException:
             self.table.release(job)
             raise
