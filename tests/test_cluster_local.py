@@ -257,3 +257,36 @@ async def test_a_resume_while_redis_is_down_keeps_the_job_and_queues_it_when_red
     finally:
         await worker.stop(grace=0.5)
         await back.stop(grace=0.5)
+
+
+async def test_a_front_end_without_a_store_that_stops_cancels_its_job_on_the_worker(server: RedisServer) -> None:
+    """Nobody would read the result: the worker holding the job stops its run instead of finishing it."""
+    def engine(latency: float) -> tuple[Engine, FakeBackendPlugin]:
+        settings = Settings(engine={"default_model": "a", "rate_limit": None},
+                            models={"a": {"backend": "fake", "latency": latency}}, platforms={},
+                            queue={"backend": "redis", "url": server.url, "lease_seconds": 4, "heartbeat_seconds": 1,
+                                   "local_worker": False})
+        backend = FakeBackendPlugin()
+        return Engine(settings, create_plugin_host(load_entry_points=False, extra=[("fake", backend)])), backend
+
+    front, _ = engine(0.0)
+    worker, backend = engine(60.0)  # a run that would take a minute
+    await front.start()
+    await worker.start_worker()
+    try:
+        await front.submit(fox())
+        model = backend.models["a"]
+        for _ in range(200):  # bounded: the worker claims the job and starts its run
+            if model.active:
+                break
+            await asyncio.sleep(0.05)
+        assert model.active == 1
+        await front.stop(grace=0)
+        for _ in range(200):  # bounded: the cancel reaches the worker long before the run could end
+            if not model.active:
+                break
+            await asyncio.sleep(0.05)
+        assert model.active == 0
+    finally:
+        await front.stop(grace=0)
+        await worker.stop(grace=0.5)

@@ -9,7 +9,6 @@ scheduler gets lanes, the queue, the runner, the event path and the job table; p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -316,13 +315,26 @@ class Engine:
 
     async def _leave_cluster_jobs(self) -> None:
         """Live jobs go on in the cluster: kept (with a store) for this front end's return, else cancelled."""
+        reachable = True  # after one failure, no other job waits out Redis' patience
         for job in list(self.table.live.values()):
             if self.events.journal is not None:
                 await self.events.suspend(job)  # its events wait in the stream; resume picks it up
                 continue
-            with contextlib.suppress(Exception):  # best effort: nobody will read its results
-                await self.queue.remove(job.id)
+            if reachable:
+                reachable = await self._withdraw(job)
             await self.events.finish(job, JobState.CANCELLED, JobCancelled(SHUTDOWN_MESSAGE))
+
+    async def _withdraw(self, job: Job) -> bool:
+        """Take a job this front end gives up out of the cluster: out of its lane, or cancelled on its worker
+        (nobody would read its results). ``False`` if Redis did not answer."""
+        assert self.cluster is not None
+        try:
+            if await self.queue.remove(job.id) is None:
+                await self.cluster.cancels.request(job.id)  # held by a worker: it stops the run
+        except Exception as exc:
+            log.warning("could not withdraw job %s from the cluster: %s", job.id, exc)
+            return False
+        return True
 
     async def close(self) -> None:
         """Shutdown hooks, then models, HTTP client and store; once, after ``quiesce``."""
