@@ -74,6 +74,28 @@ class ClusterFront:
             self._task = None
         await cancel_all(set(self._later))
 
+    async def leave(self, reason: JobCancelled) -> None:
+        """The front end stops: live jobs are kept (with a store) for its return, else cancelled everywhere."""
+        reachable = True  # after one failure, no other job waits out Redis' patience
+        for job in list(self.table.live.values()):
+            if self.store is not None:
+                await self.events.suspend(job)  # its events wait in the stream; resume picks it up
+                continue
+            if reachable:
+                reachable = await self._withdraw(job)
+            await self.events.finish(job, JobState.CANCELLED, reason)
+
+    async def _withdraw(self, job: Job) -> bool:
+        """Take a job given up out of the cluster: out of its lane, or cancelled on the worker holding it
+        (nobody would read its results). ``False`` if Redis did not answer."""
+        try:
+            if await self.queue.remove(job.id) is None:
+                await self.cancels.request(job.id)
+        except Exception as exc:
+            log.warning("could not withdraw job %s from the cluster: %s", job.id, exc)
+            return False
+        return True
+
     def put_when_back(self, job: Job) -> None:
         """Queue a restored job once Redis answers again; it stays saved and tracked meanwhile."""
         task = asyncio.create_task(self._put_when_back(job), name=f"put-back:{job.id}")

@@ -32,10 +32,11 @@ from core.engine.health import StoreHealth
 from core.engine.intake import with_inputs
 from core.engine.jobs import JobTable
 from core.engine.lanes import Lanes
+from core.engine.limits_keeper import LimitsKeeper
 from core.engine.queue import JobQueue, LaneLoad, LaneSnapshot, QueueOrder
 from core.engine.queues import create_queue
 from core.engine.redis_link import QueueUnavailable
-from core.engine.redis_queue import RedisQueue, cancel_all
+from core.engine.redis_queue import RedisQueue
 from core.engine.runner import JobRunner
 from core.engine.scheduler import LaneScheduler
 from core.errors import (
@@ -59,7 +60,6 @@ from core.types import EventKind, ImageRequest, Job, JobState, Requester
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "The bot is shutting down, so your request was cancelled. Please send it again later."
-RELEASE_GRACE = 2.0  # seconds a stopping front end waits to give back shared limits (they expire anyway)
 INTERRUPTED = "Your request was interrupted before it was queued. Please send it again."
 
 
@@ -101,13 +101,12 @@ class Engine:
         self.queue: JobQueue = queue or create_queue(settings, home=self.node, on_change=self._lane_changed)
         self.table = JobTable()
         shared = isinstance(self.queue, RedisQueue)
-        self._releases: set[asyncio.Task[None]] = set()
-        self._keep_alive: asyncio.Task[None] | None = None
         self.events = EventPath(self.table, self.hook, self, self.store, self.render_error, self.health.failed,
-                                ended=self._release_limits if shared else None)
+                                ended=(lambda job: self.limits.release(job)) if shared else None)
         self.admission = Admission(self.models, self.hook, self, settings.engine, self.table.pending,
                                    self.store.is_banned if self.store else None,
                                    limits=_shared_limits(settings) if shared else None)
+        self.limits = LimitsKeeper(self.admission, lambda: self.table.live.values())
         self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hook, self,
                                 lambda delay: self.sleep(delay))
         self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
@@ -131,18 +130,6 @@ class Engine:
         for name in names:
             queue.add_lane(name, order, self.settings.engine.max_queue_per_lane,
                            self.lanes.concurrency(name) if shared else None)
-
-    def _release_limits(self, job: Job) -> None:
-        """A job ended: give back its shared cap slots (and quota, unless done) in the background."""
-        task = asyncio.create_task(self._quietly_release(job), name=f"release:{job.id}")
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _quietly_release(self, job: Job) -> None:
-        try:
-            await self.admission.release(job)
-        except Exception as exc:  # Redis away: the slots run out by themselves (shared_caps ttl)
-            log.warning("shared limits of job %s not given back: %s", job.id, exc)
 
     def _lane_changed(self, lane: str) -> None:
         """Another process changed ``lane``'s order: positions are pushed again."""
@@ -197,8 +184,7 @@ class Engine:
         if self.cluster is not None:
             await self.cluster.catch_up()
             self.cluster.start()
-            self._keep_alive = asyncio.create_task(self.admission.limits.keep_alive(lambda: self.table.live.values()),
-                                                   name="shared-limits")
+            self.limits.start()
             if self.local_worker:
                 self._start_worker(list(self.models))
         self.scheduler.start(workers=self.cluster is None)
@@ -307,34 +293,11 @@ class Engine:
             assert self.cluster is not None
             await self.cluster.stop()
             await self.events.settle()
-            await self._leave_cluster_jobs()
+            await self.cluster.leave(JobCancelled(SHUTDOWN_MESSAGE))
         finally:
             await self.queue.close()
             await self.scheduler.stop()
             await self.health.stop()
-
-    async def _leave_cluster_jobs(self) -> None:
-        """Live jobs go on in the cluster: kept (with a store) for this front end's return, else cancelled."""
-        reachable = True  # after one failure, no other job waits out Redis' patience
-        for job in list(self.table.live.values()):
-            if self.events.journal is not None:
-                await self.events.suspend(job)  # its events wait in the stream; resume picks it up
-                continue
-            if reachable:
-                reachable = await self._withdraw(job)
-            await self.events.finish(job, JobState.CANCELLED, JobCancelled(SHUTDOWN_MESSAGE))
-
-    async def _withdraw(self, job: Job) -> bool:
-        """Take a job this front end gives up out of the cluster: out of its lane, or cancelled on its worker
-        (nobody would read its results). ``False`` if Redis did not answer."""
-        assert self.cluster is not None
-        try:
-            if await self.queue.remove(job.id) is None:
-                await self.cluster.cancels.request(job.id)  # held by a worker: it stops the run
-        except Exception as exc:
-            log.warning("could not withdraw job %s from the cluster: %s", job.id, exc)
-            return False
-        return True
 
     async def close(self) -> None:
         """Shutdown hooks, then models, HTTP client and store; once, after ``quiesce``."""
@@ -364,11 +327,7 @@ class Engine:
             job.error = JobCancelled(SHUTDOWN_MESSAGE)
 
     async def _close_resources(self) -> None:
-        if self._keep_alive is not None:
-            await cancel_all({self._keep_alive})
-        if self._releases:
-            await asyncio.wait(set(self._releases), timeout=RELEASE_GRACE)
-        await _quietly(self.admission.limits.aclose(), "the shared limits failed to close")
+        await self.limits.close()
         for model in self.models.values():
             await _quietly(model.aclose(), f"model {model.name} failed to close")
         if self._http is not None:
@@ -422,7 +381,7 @@ class Engine:
         else:
             self.table.release(job)
             if self.admission.shares_quota:
-                self._release_limits(job)
+                self.limits.release(job)
 
     def _reserve_room(self, lane: str) -> None:
         """A place in ``lane``, counting jobs whose durable write is still in flight."""
