@@ -25,7 +25,9 @@ from rich.table import Table
 
 from core import __version__
 from core.chat.commands import OPTIONS
-from core.chat.messages import caption, status_text
+from core.chat.conversation import Conversation
+from core.chat.messages import caption
+from core.cli_target import FileTarget
 from core.config import Settings, read_settings
 from core.engine import Engine
 from core.errors import ConfigError, InvalidCommand, InvalidInputImage, JobNotFound, SakaiError
@@ -33,7 +35,7 @@ from core.hooks.host import ENTRY_POINT_GROUP, PluginStatus
 from core.imaging import sniff_input
 from core.interfaces import CheckStatus
 from core.logs import secrets_in, setup_logging
-from core.types import EventKind, GenerationOptions, Image, ImageRequest, Requester
+from core.types import GenerationOptions, Image, ImageRequest, Job, Requester
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -176,16 +178,14 @@ async def cmd_generate(engine: Engine, args: argparse.Namespace) -> int:
     submitted: list[str] = []
     async with engine:
         try:
-            image, job = await _follow(engine, request, err, submitted)
+            target, job = await _follow(engine, request, err, args.out, submitted)
         except SakaiError as exc:
             return _fail(f"✗ {engine.render_error(None, exc)}", EXIT_FAILED)
         except asyncio.CancelledError:
             return await _interrupted(engine, request, submitted)
-        paths = _out_paths(args.out or Path(f"sakaibot-{job.id}.{image.extension}"), len(job.results))
-        for path, made in zip(paths, job.results, strict=True):
-            await asyncio.to_thread(write_image, path, made)
-        await engine.delivered(job.id)
-    print("\n".join(str(path) for path in paths) + f"\n{caption(job)}")
+    if not target.paths:
+        return _fail(f"✗ {_why_not(engine, job, target)}", EXIT_FAILED)
+    print("\n".join(str(path) for path in target.paths) + f"\n{caption(job)}")
     return 0
 
 
@@ -197,13 +197,6 @@ async def _picture(path: Path, flag: str) -> bytes:
         raise InvalidCommand(f"{flag} {path}: cannot be read ({exc.strerror or exc}).") from None
     sniff_input(data, declared=path.name, label=f"{flag} {path}")  # the engine decodes and cleans it
     return data
-
-
-def _out_paths(first: Path, count: int) -> list[Path]:
-    """``first`` for one image; ``name-1.ext``, ``name-2.ext``… for a batch."""
-    if count == 1:
-        return [first]
-    return [first.with_name(f"{first.stem}-{number}{first.suffix}") for number in range(1, count + 1)]
 
 
 def _options(args: argparse.Namespace) -> GenerationOptions:
@@ -229,16 +222,24 @@ def _format_for(out: Path | None) -> str | None:
     return wanted
 
 
-async def _follow(engine: Engine, request: ImageRequest, err: Console, submitted: list[str]) -> tuple[Image, Any]:
+async def _follow(engine: Engine, request: ImageRequest, err: Console, out: Path | None,
+                  submitted: list[str]) -> tuple[FileTarget, Job]:
+    """The job through the same conversation as every chat platform: status, follow, deliver once."""
     handle = await engine.submit(request)
     submitted.append(handle.id)  # so Ctrl-C can name and cancel the job
     with err.status("queued", spinner="dots") as status:
-        async for event in handle:
-            if not event.kind.final:
-                status.update(escape(status_text(event)))
-            if event.kind is EventKind.ENHANCED:
-                err.print(f"✨ {event.message}", markup=False)
-    return await handle.result(), handle.job
+        target = FileTarget(status, out, write_image)
+        await Conversation(engine, "cli", interval=0.0).run(handle, target)
+    return target, handle.job
+
+
+def _why_not(engine: Engine, job: Job, target: FileTarget) -> str:
+    """What the user is told when the conversation ended without files: the job's failure, or the files'."""
+    if target.refused is not None:
+        return target.refused
+    if job.error is not None:
+        return engine.render_error(job, job.error)
+    return f"Job {job.id} ended ({job.state.value}) without an image."
 
 
 async def _interrupted(engine: Engine, request: ImageRequest, submitted: list[str]) -> int:
