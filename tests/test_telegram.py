@@ -36,7 +36,7 @@ def test_telethon_internals_canary():
 
 
 def _settings(**extra: Any) -> TelegramSettings:
-    return TelegramSettings(enabled=False, edit_interval=0, max_flood_wait=2, admins=[ADMIN.id], **extra)
+    return TelegramSettings(enabled=False, edit_interval=0, admins=[ADMIN.id], **extra)
 
 
 @pytest.fixture
@@ -251,3 +251,13 @@ async def test_an_allowed_group_is_served_whoever_asks(engine):
     texts = [r.message for r in tg.sender.of(SendMessage)]
     assert texts[0].startswith("Models:") and texts[1] == REFUSAL
     await platform.stop()
+
+
+def test_a_retired_max_flood_wait_still_loads_and_says_it_does_nothing(caplog):
+    with caplog.at_level("WARNING"):
+        TelegramSettings(enabled=False, max_flood_wait=10)
+    assert "max_flood_wait has no effect" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        TelegramSettings(enabled=False)
+    assert "max_flood_wait" not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +11,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from core import PlatformSettings
 from core.config import from_environment
+
+log = logging.getLogger(__name__)
 
 
 class TelegramSettings(PlatformSettings):
@@ -31,7 +34,8 @@ class TelegramSettings(PlatformSettings):
     preview_interval: float = Field(default=5.0, ge=1, le=600,
                                     description="seconds between preview photos of one job (shared group budget)")
     flood_sleep_threshold: int = Field(default=5, ge=0, le=60, description="Telethon sleeps through shorter waits")
-    max_flood_wait: float = Field(default=30.0, ge=0, le=600, description="longer waits skip a status edit")
+    max_flood_wait: float = Field(default=30.0, ge=0, le=600,
+                                  description="no effect any more (every wait is waited out); kept so older files load")
     group_messages_per_minute: int = Field(default=20, ge=1, le=60,
                                            description="sends and edits per group per minute (Telegram: about 20)")
     send_as_file: bool = Field(default=False, description="send originals as documents unless --file is off")
@@ -45,6 +49,15 @@ class TelegramSettings(PlatformSettings):
                                           ("session", "session_env", "TELEGRAM_SESSION")):
             data = from_environment(data, field, env_field, default)
         return _session_file_to_string(data)
+
+    @model_validator(mode="after")
+    def _retired(self) -> TelegramSettings:
+        """``max_flood_wait`` once skipped status edits during long waits; every wait is now held and the
+        newest status sent after it, so a value set in a file still loads, with a warning that it does nothing."""
+        if "max_flood_wait" in self.model_fields_set:
+            log.warning("[platforms.telegram] max_flood_wait has no effect any more: status edits and images wait "
+                        "out every flood wait and only the newest status is sent; remove it from the file")
+        return self
 
     @model_validator(mode="after")
     def _credentials(self) -> TelegramSettings:
