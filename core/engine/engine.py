@@ -71,6 +71,7 @@ class Engine:
         self.settings = settings
         self.host = host
         self.hook = host.hook
+        self.hooks = host.hooks  # the same hooks, with which ones have implementations cached
         self._http = http
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         host.add(DefaultModel(settings.engine.default_model), "sakaibot.default-model", source="core")
@@ -101,13 +102,13 @@ class Engine:
         self.queue: JobQueue = queue or create_queue(settings, home=self.node, on_change=self._lane_changed)
         self.table = JobTable()
         shared = isinstance(self.queue, RedisQueue)
-        self.events = EventPath(self.table, self.hook, self, self.store, self.render_error, self.health.failed,
+        self.events = EventPath(self.table, self.hooks, self, self.store, self.render_error, self.health.failed,
                                 ended=(lambda job: self.limits.release(job)) if shared else None)
-        self.admission = Admission(self.models, self.hook, self, settings.engine, self.table.pending,
+        self.admission = Admission(self.models, self.hooks, self, settings.engine, self.table.pending,
                                    self.store.is_banned if self.store else None,
                                    limits=_shared_limits(settings) if shared else None)
         self.limits = LimitsKeeper(self.admission, lambda: self.table.live.values())
-        self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hook, self,
+        self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hooks, self,
                                 lambda delay: self.sleep(delay))
         self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
                                        self.health.writable)
@@ -217,7 +218,7 @@ class Engine:
         assert isinstance(queue, RedisQueue)
         self._add_lanes(queue, names)
         self.worker = ClusterWorker(queue, names, models=self.models, enhancers=self.registry.enhancers,
-                                    lanes=self.lanes, hook=self.hook, view=self, render=self.render_error,
+                                    lanes=self.lanes, hooks=self.hooks, view=self, render=self.render_error,
                                     sleep=lambda delay: self.sleep(delay), settings=self.settings.queue)
         self.worker.start()
         return self.worker

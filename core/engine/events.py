@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from core.engine.jobs import JobTable
 from core.errors import StoreError
 from core.hooks.call import notify
+from core.hooks.index import HookIndex
 from core.interfaces import Progress
 from core.types import EventKind, Job, JobEvent, JobState
 
@@ -44,7 +45,7 @@ class Journal(Protocol):
 class EventPath:
     """Moves jobs through their states; the only writer of ``job.state`` after admission."""
 
-    def __init__(self, jobs: JobTable, hook: Any, view: object, journal: Journal | None,
+    def __init__(self, jobs: JobTable, hooks: HookIndex, view: object, journal: Journal | None,
                  render: Callable[[Job | None, BaseException], str],
                  on_store_error: Callable[[StoreError], None], *,
                  relay: Callable[[JobEvent], Awaitable[None]] | None = None,
@@ -53,7 +54,8 @@ class EventPath:
         its failure propagates, so a final event that was not relayed is known to the caller.
         ``ended`` hears of every job that ended here (not one suspended), once, after its slot is free."""
         self.jobs = jobs
-        self.hook = hook
+        self.hooks = hooks
+        self.hook = hooks.relay
         self.view = view
         self.journal = journal
         self.render = render
@@ -78,7 +80,7 @@ class EventPath:
         self._push(event)
 
     def _observed(self) -> bool:
-        return self.relay is not None or bool(self.hook.on_job_event.get_hookimpls())
+        return self.relay is not None or self.hooks.has("on_job_event")
 
     async def _tell(self, event: JobEvent) -> None:
         """The relay (a worker: the job's owner observes it there), else this process's observers."""

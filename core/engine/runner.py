@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from core.engine.events import EventPath
 from core.engine.isolation import Isolation
@@ -21,6 +20,7 @@ from core.engine.retry import OnRetry
 from core.engine.validation import check_prompt
 from core.errors import BackendError, BackendTimeout, JobCancelled, SakaiError, UserError
 from core.hooks.call import notify, pipeline
+from core.hooks.index import HookIndex
 from core.interfaces import Enhancer, ImageModel
 from core.types import EventKind, Image, Job, JobState
 
@@ -31,12 +31,13 @@ class JobRunner:
     """Takes one claimed job to its end state."""
 
     def __init__(self, models: dict[str, ImageModel], enhancers: list[Enhancer], lanes: Lanes,
-                 events: EventPath, hook: Any, view: object, sleep: Callable[[float], Awaitable[None]]) -> None:
+                 events: EventPath, hooks: HookIndex, view: object, sleep: Callable[[float], Awaitable[None]]) -> None:
         self.models = models
         self.enhancers = enhancers
         self.lanes = lanes
         self.events = events
-        self.hook = hook
+        self.hooks = hooks
+        self.hook = hooks.relay
         self.view = view
         self.sleep = sleep
         self.parking = False  # set on shutdown with a store: interrupted jobs are kept, not cancelled
@@ -71,7 +72,7 @@ class JobRunner:
         try:
             if enhance:
                 await self._enhance(job, model)
-            if self.hook.before_generate.get_hookimpls():
+            if self.hooks.has("before_generate"):
                 await pipeline(self.hook.before_generate, job=job, engine=self.view)
             images = await self._generate(job, model, switch=enhance)
         except SakaiError as exc:
@@ -143,7 +144,7 @@ class JobRunner:
             if image.mime_type == "image/png":
                 image.data = with_text_chunks(image.data, provenance(job, image, index))
         job.results = images
-        if self.hook.after_generate.get_hookimpls():  # once per job; a plugin finds every image in job.results
+        if self.hooks.has("after_generate"):  # once per job; a plugin finds every image in job.results
             await notify(self.hook.after_generate, job=job, result=images[0], engine=self.view)
         return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
@@ -151,7 +152,7 @@ class JobRunner:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
         log.log(level, "job %s failed: %s: %s", job.id, type(error).__name__, error,
                 exc_info=error.__cause__ is not None)
-        if self.hook.on_generation_error.get_hookimpls():
+        if self.hooks.has("on_generation_error"):
             await notify(self.hook.on_generation_error, job=job, error=error, engine=self.view)
         state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
         return self.events.finish_soon(job, state, error)
