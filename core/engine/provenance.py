@@ -5,10 +5,11 @@ Chunks are inserted before ``IEND`` without re-encoding, so the pixels stay byte
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 from zlib import crc32
 
-from core.types import Image, Job
+from core.types import GenerationOptions, Image, Job
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -38,9 +39,31 @@ def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str
 
 
 def _options_json(job: Job) -> str:
-    """The options that differ from their defaults; none set means none differ (skips the encoder)."""
+    """The options that differ from their defaults, as pydantic's ``model_dump_json(exclude_defaults=True)``.
+
+    Written out here for whole numbers, flags and ratios (pydantic's encoder was a visible share of a
+    job's cost); free text and fractions still go through pydantic, whose escapes and float format
+    are the reference. A field never set holds its default, so only the set ones are looked at.
+    """
     options = job.request.options
-    return options.model_dump_json(exclude_defaults=True) if options.model_fields_set else "{}"
+    chosen = options.model_fields_set
+    if not chosen:
+        return "{}"
+    parts = []
+    for name, default in _OPTION_DEFAULTS:
+        if name not in chosen:
+            continue
+        value = getattr(options, name)
+        if value == default:
+            continue
+        kind = type(value)
+        if kind is bool:
+            parts.append(f'"{name}":{"true" if value else "false"}')
+        elif kind is int or name == "aspect_ratio":  # a ratio is digits, a colon and digits (validated)
+            parts.append(f'"{name}":{value}' if kind is int else f'"{name}":"{value}"')
+        else:
+            return options.model_dump_json(exclude_defaults=True)
+    return "{" + ",".join(parts) + "}"
 
 
 def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
@@ -54,20 +77,34 @@ def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
         return png
     view = memoryview(png)
     parts: list[bytes | memoryview] = [view[: end - 4]]
-    add = parts.extend
+    add = parts.append
     for key, value in fields.items():
         text = value if type(value) is str else str(value)
         if text:
-            body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
-            add((len(body).to_bytes(4, "big"), _ITXT, body, crc32(body, _ITXT_CRC).to_bytes(4, "big")))
+            chunk = _STABLE.get((key, text)) if key in _STABLE_KEYS else None
+            add(chunk or _chunk(key, text))
     parts.append(view[end - 4:])
     return b"".join(parts)
 
 
+def _chunk(key: str, text: str) -> bytes:
+    """One ``iTXt`` chunk: length, type, body, CRC; the few fields that repeat (model, software) are kept."""
+    body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
+    chunk = b"".join((_LENGTH(len(body)), _ITXT, body, _LENGTH(crc32(body, _ITXT_CRC))))
+    if key in _STABLE_KEYS and len(_STABLE) < STABLE_LIMIT:
+        _STABLE[key, text] = chunk
+    return chunk
+
+
+_OPTION_DEFAULTS = tuple((name, info.default) for name, info in GenerationOptions.model_fields.items())
 _ITXT = b"iTXt"
 _ITXT_CRC = crc32(_ITXT)
 _ITXT_FLAGS = b"\x00\x00\x00\x00\x00"  # keyword end, no compression, method, empty language and translated key
 _PREFIXES: dict[str, bytes] = {}  # the few keys there are, encoded once
+_LENGTH = struct.Struct(">I").pack  # a chunk's length and CRC: 4 bytes, big-endian
+_STABLE_KEYS = frozenset({"model", "Software"})  # fields with a handful of values: whole chunks kept
+_STABLE: dict[tuple[str, str], bytes] = {}
+STABLE_LIMIT = 256
 
 
 def _prefix(key: str) -> bytes:
