@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from core.engine.deadline import within
 from core.engine.events import EventPath
 from core.engine.isolation import Isolation
 from core.engine.lanes import Lanes
@@ -107,9 +108,15 @@ class JobRunner:
     async def _generate(self, job: Job, model: ImageModel, *, switch: bool) -> list[Image]:
         if switch:
             await self.events.set_state(job, JobState.GENERATING, EventKind.GENERATING)
-        policy = self.lanes.retry_policy(job.model)
         started = time.perf_counter()
-        image = await policy.run(lambda: self._attempt(job, model), self.sleep, self._retrying(job))
+        try:
+            image = await self._attempt(job, model)
+            failed = None
+        except Exception as error:  # retried outside this handler: a later error is not "during" this one
+            failed = error
+        if failed is not None:
+            image = await self.lanes.retry_policy(job.model).retry(failed, lambda: self._attempt(job, model),
+                                                                   self.sleep, self._retrying(job))
         job.timings["generate"] = time.perf_counter() - started
         self.lanes.record(job.model, job.timings["generate"] + job.timings.get("enhance", 0.0))
         return image
@@ -121,10 +128,9 @@ class JobRunner:
         timeout = self.lanes.timeout(job.model) * count
         progress = self.events.progress_for(job)
         try:
-            async with asyncio.timeout(timeout):
-                if count == 1:
-                    return [await model.generate(job.generation, progress)]
-                images = await model.generate_batch(job.generation, count, progress)  # progress: the whole batch
+            if count == 1:
+                return [await within(model.generate(job.generation, progress), timeout)]
+            images = await within(model.generate_batch(job.generation, count, progress), timeout)  # the whole batch
         except TimeoutError as exc:
             raise BackendTimeout(f"The {job.model} model did not answer within {timeout:g} s.") from exc
         if len(images) != count:
