@@ -120,6 +120,7 @@ class Admission:
         self.pending = pending
         self.banned = banned
         self.limits: UserLimits = limits or LocalLimits(settings, pending)
+        self.reserves = not isinstance(self.limits, LocalLimits)  # False: ``reserve`` has nothing to do
 
     def choose_model(self, request: ImageRequest) -> str:
         """The model a request runs on, or ``UnknownModel`` listing the available ones."""

@@ -361,11 +361,15 @@ class Engine:
         self.admission.admitted(request)  # counted before any await: concurrent requests see it
         written = False
         try:
-            quota = self._quota(job)
-            await self.admission.reserve(job, quota)
-            await self._write_enqueue(job, None if self.admission.shares_quota else quota)
+            if self.admission.reserves or self.store is not None:  # else nothing counts a quota here
+                quota = self._quota(job)
+                if self.admission.reserves:
+                    await self.admission.reserve(job, quota)
+                await self._write_enqueue(job, None if self.admission.shares_quota else quota)
             written = True
-            await self.events.emit(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name) + 1))
+            told = self.events.emit_now(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name) + 1))
+            if told is not None:
+                await told
             await self.queue.put(job, force=True)  # after QUEUED, so no worker can overtake it
         except BaseException as exc:
             await self._abandon(job, saved=written or isinstance(exc, asyncio.CancelledError))

@@ -79,6 +79,17 @@ class EventPath:
                 return
         self._push(event)
 
+    def emit_now(self, job: Job, kind: EventKind, **fields: Any) -> Awaitable[None] | None:
+        """``emit`` without a coroutine when no observer listens: the handle gets the event at once.
+
+        Returns ``None`` when that is done, else the ``emit`` to await (observers may be async).
+        """
+        if self._observed():
+            return self.emit(job, kind, **fields)
+        if kind.final or not self.finishing(job):
+            self._push(JobEvent(kind, job, **fields))
+        return None
+
     def _observed(self) -> bool:
         return self.relay is not None or self.hooks.has("on_job_event")
 
@@ -97,8 +108,11 @@ class EventPath:
     async def start(self, job: Job, state: JobState, kind: EventKind) -> None:
         """A run begins: recorded durably (a crash from here on counts against the job), then told."""
         job.state, job.position, job.started_at = state, None, time.time()
-        await self._write(self.journal.started if self.journal else None, job, raise_errors=True)
-        await self.emit(job, kind)
+        if self.journal is not None:
+            await self._write(self.journal.started, job, raise_errors=True)
+        told = self.emit_now(job, kind)
+        if told is not None:
+            await told
 
     async def set_state(self, job: Job, state: JobState, kind: EventKind, **fields: Any) -> None:
         """Move a running job to ``state``, record it, and tell everyone."""

@@ -50,7 +50,8 @@ class JobRunner:
         Raises ``StoreError`` without running anything when the start cannot be recorded.
         """
         try:
-            await self.isolation.enter(job)
+            if not self.isolation.enter_now(job):
+                await self.isolation.enter(job)
             try:
                 ended = await self._run(job)
                 if job.crashes and ended is not None:  # a suspect's end is on record before others may start
@@ -81,7 +82,10 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
             return await self._fail(job, _unexpected(exc))
-        return await self._succeed(job, images)
+        if self.hooks.has("after_generate"):
+            return await self._succeed(job, images)
+        self._keep(job, images)
+        return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
     async def _enhance(self, job: Job, model: ImageModel) -> None:
         started = time.perf_counter()
@@ -144,15 +148,19 @@ class JobRunner:
         return report
 
     async def _succeed(self, job: Job, images: list[Image]) -> asyncio.Future[None] | None:
+        self._keep(job, images)
+        # once per job; a plugin finds every image in job.results
+        await notify(self.hook.after_generate, job=job, result=images[0], engine=self.view)
+        return self.events.finish_soon(job, JobState.DONE)
+
+    def _keep(self, job: Job, images: list[Image]) -> None:
+        """The images become the job's results, each stamped with its model, timings and provenance."""
         for index, image in enumerate(images):
             image.model = image.model or job.model
             image.timings.update(job.timings)
             if image.mime_type == "image/png":
                 image.data = with_text_chunks(image.data, provenance(job, image, index))
         job.results = images
-        if self.hooks.has("after_generate"):  # once per job; a plugin finds every image in job.results
-            await notify(self.hook.after_generate, job=job, result=images[0], engine=self.view)
-        return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
     async def _fail(self, job: Job, error: SakaiError) -> asyncio.Future[None] | None:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
