@@ -21,16 +21,17 @@ def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str
     image made from pictures says how many, and the strength or upscale used, never their bytes.
     """
     seed = image.seed if image is not None and image.seed is not None else job.generation.seed
+    request = job.request
     fields = {
-        "prompt": job.request.prompt,
+        "prompt": request.prompt,
         "model": job.model,
         "seed": "" if seed is None else str(seed),
-        "options": _options_json(job),
+        "options": _options_json(job) if request.options.model_fields_set else "{}",
         "job": job.id,
         "Software": "SakaiBot",
     }
-    if job.request.options.count > 1:
-        fields["image"] = f"{index + 1} of {job.request.options.count}"
+    if request.options.count > 1:
+        fields["image"] = f"{index + 1} of {request.options.count}"
     if job.generation.images:
         fields["input_images"] = str(len(job.generation.images)) + (" with a mask" if job.generation.mask else "")
     if job.enhanced_prompt:
@@ -77,21 +78,25 @@ def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
         return png
     view = memoryview(png)
     parts: list[bytes | memoryview] = [view[: end - 4]]
-    add = parts.append
+    add, extend = parts.append, parts.extend
     for key, value in fields.items():
         text = value if type(value) is str else str(value)
-        if text:
-            chunk = _STABLE.get((key, text)) if key in _STABLE_KEYS else None
-            add(chunk or _chunk(key, text))
+        if not text:
+            continue
+        if key in _STABLE_KEYS:
+            add(_STABLE.get((key, text)) or _stable_chunk(key, text))
+            continue
+        body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
+        extend((_LENGTH(len(body)), _ITXT, body, _LENGTH(crc32(body, _ITXT_CRC))))
     parts.append(view[end - 4:])
     return b"".join(parts)
 
 
-def _chunk(key: str, text: str) -> bytes:
-    """One ``iTXt`` chunk: length, type, body, CRC; the few fields that repeat (model, software) are kept."""
+def _stable_chunk(key: str, text: str) -> bytes:
+    """A whole chunk for a field with few values (model, software), kept to be reused."""
     body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
     chunk = b"".join((_LENGTH(len(body)), _ITXT, body, _LENGTH(crc32(body, _ITXT_CRC))))
-    if key in _STABLE_KEYS and len(_STABLE) < STABLE_LIMIT:
+    if len(_STABLE) < STABLE_LIMIT:
         _STABLE[key, text] = chunk
     return chunk
 

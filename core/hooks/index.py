@@ -40,15 +40,18 @@ class HookIndex:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self.relay: Any = pm.hook
+        self._counted = pm if isinstance(pm, PluginManager) else None  # a plain pluggy manager: nothing cached
         self._seen = -1
         self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        self._has: dict[str, bool] = {}
 
     def impls(self, name: str) -> list[pluggy.HookImpl]:
         """The implementations of hook ``name`` in registration order (do not mutate the list)."""
-        changes = getattr(self.pm, "changes", None)
-        if changes != self._seen or changes is None:  # a plain pluggy manager: nothing is cached
+        counted = self._counted
+        if counted is None or counted.changes != self._seen:
             self._impls.clear()
-            self._seen = -1 if changes is None else changes
+            self._has.clear()
+            self._seen = -1 if counted is None else counted.changes
         found = self._impls.get(name)
         if found is None:
             found = self._impls[name] = getattr(self.relay, name).get_hookimpls()
@@ -56,7 +59,13 @@ class HookIndex:
 
     def has(self, name: str) -> bool:
         """Whether any plugin implements hook ``name``."""
-        return bool(self.impls(name))
+        counted = self._counted
+        if counted is not None and counted.changes == self._seen:
+            known = self._has.get(name)
+            if known is not None:
+                return known
+        known = self._has[name] = bool(self.impls(name))
+        return known
 
     def sole(self, name: str) -> object | None:
         """The plugin object behind hook ``name`` when exactly one plugin implements it, else ``None``."""
