@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from core.config import EngineSettings
-from core.engine.intake import admit_pictures, with_inputs
+from core.engine.intake import admit_pictures, involves_pictures, with_inputs
 from core.engine.ratelimit import UserRateLimiter
 from core.engine.validation import resolve
 from core.errors import PermissionDenied, QueueFull, UnknownModel
@@ -153,8 +153,9 @@ class Admission:
         user = f"{request.requester.platform}:{request.requester.user_id}"
         if self.banned is not None and await self.banned(user):
             raise PermissionDenied("You are banned from using this bot.")
-        generation = await admit_pictures(request, name, self.models, generation)  # checked, cleaned off the loop
-        request = with_inputs(request, generation)  # plugins vet the cleaned pictures
+        if involves_pictures(request):
+            generation = await admit_pictures(request, name, self.models, generation)  # cleaned off the loop
+            request = with_inputs(request, generation)  # plugins vet the cleaned pictures
         if self.hooks is not None and self.hooks.has("admit_request"):
             await pipeline(self.hooks.relay.admit_request, request=request, model=name, engine=self.view)
         if not self.is_admin(request.requester):
