@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from core.config import EngineSettings
-from core.engine.intake import admit_pictures, with_inputs
+from core.engine.intake import admit_pictures, involves_pictures, with_inputs
 from core.engine.ratelimit import UserRateLimiter
 from core.engine.validation import resolve
 from core.errors import PermissionDenied, QueueFull, UnknownModel
 from core.hooks.call import pipeline
+from core.hooks.defaults import DefaultModel
+from core.hooks.index import HookIndex
 from core.interfaces import ImageModel
 from core.types import GenerationRequest, ImageRequest, Job, Requester
 
@@ -109,15 +111,16 @@ class LocalLimits:
 class Admission:
     """The engine's door: checks a request against models, bans, plugins, caps and the rate."""
 
-    def __init__(self, models: dict[str, ImageModel], hook: Any, view: object, settings: EngineSettings,
+    def __init__(self, models: dict[str, ImageModel], hooks: HookIndex | None, view: object, settings: EngineSettings,
                  pending: Counter[str], banned: Banned | None = None, limits: UserLimits | None = None) -> None:
         self.models = models
-        self.hook = hook
+        self.hooks = hooks
         self.view = view
         self.settings = settings
         self.pending = pending
         self.banned = banned
         self.limits: UserLimits = limits or LocalLimits(settings, pending)
+        self.reserves = not isinstance(self.limits, LocalLimits)  # False: ``reserve`` has nothing to do
 
     def choose_model(self, request: ImageRequest) -> str:
         """The model a request runs on, or ``UnknownModel`` listing the available ones."""
@@ -126,10 +129,18 @@ class Admission:
             if name not in self.models:
                 raise UnknownModel(request.model, list(self.models))
             return name
-        chosen = self.hook.select_model(request=request, models=self.models)
+        chosen = self._select_model(request)
         if chosen not in self.models:
             raise UnknownModel(str(chosen), list(self.models))
         return str(chosen)
+
+    def _select_model(self, request: ImageRequest) -> object:
+        """The ``select_model`` hook's answer; the core's default, when alone, is asked without pluggy."""
+        assert self.hooks is not None
+        sole = self.hooks.sole("select_model")
+        if isinstance(sole, DefaultModel):
+            return sole.select_model(request=request, models=self.models)
+        return self.hooks.relay.select_model(request=request, models=self.models)
 
     def is_admin(self, requester: Requester) -> bool:
         """Admins skip caps, rate limits and quotas, and may cancel anyone's job."""
@@ -142,11 +153,11 @@ class Admission:
         user = f"{request.requester.platform}:{request.requester.user_id}"
         if self.banned is not None and await self.banned(user):
             raise PermissionDenied("You are banned from using this bot.")
-        generation = await admit_pictures(request, name, self.models, generation)  # checked, cleaned off the loop
-        request = with_inputs(request, generation)  # plugins vet the cleaned pictures
-        hook = self.hook.admit_request
-        if hook.get_hookimpls():
-            await pipeline(hook, request=request, model=name, engine=self.view)
+        if involves_pictures(request):
+            generation = await admit_pictures(request, name, self.models, generation)  # cleaned off the loop
+            request = with_inputs(request, generation)  # plugins vet the cleaned pictures
+        if self.hooks is not None and self.hooks.has("admit_request"):
+            await pipeline(self.hooks.relay.admit_request, request=request, model=name, engine=self.view)
         if not self.is_admin(request.requester):
             await self.limits.check(user, request.options.count)
         return name, generation

@@ -19,7 +19,6 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from core.config import QueueSettings
 from core.engine.cluster_cancel import CancelRequests
@@ -32,6 +31,7 @@ from core.engine.lanes import Lanes
 from core.engine.redis_queue import RedisQueue, cancel_all
 from core.engine.runner import JobRunner
 from core.errors import JobCancelled, StoreError
+from core.hooks.index import HookIndex
 from core.interfaces import Enhancer, ImageModel
 from core.types import Job, JobState
 
@@ -49,7 +49,7 @@ class ClusterWorker:
     """Serves ``lanes`` of the shared queue with this process's models."""
 
     def __init__(self, queue: RedisQueue, serve: Sequence[str], *, models: dict[str, ImageModel],
-                 enhancers: list[Enhancer], lanes: Lanes, hook: Any, view: object,
+                 enhancers: list[Enhancer], lanes: Lanes, hooks: HookIndex, view: object,
                  render: Callable[[Job | None, BaseException], str], sleep: Callable[[float], Awaitable[None]],
                  settings: QueueSettings) -> None:
         self.queue = queue
@@ -61,8 +61,8 @@ class ClusterWorker:
         self.outbox = EventOutbox(queue.link, keys, queue.home_of, result_ttl=settings.result_ttl_seconds,
                                   max_len=settings.events_max_len)
         self.table = JobTable()
-        self.events = EventPath(self.table, hook, view, None, render, _no_store, relay=self.outbox.relay)
-        self.runner = JobRunner(models, enhancers, lanes, self.events, hook, view, sleep)
+        self.events = EventPath(self.table, hooks, view, None, render, _no_store, relay=self.outbox.relay)
+        self.runner = JobRunner(models, enhancers, lanes, self.events, hooks, view, sleep)
         self.cancels = CancelRequests(queue.link, keys)
         self.registry = WorkerRegistry(queue.link, settings.key_prefix, self.serve, worker_id=self.id,
                                        ttl_seconds=settings.heartbeat_seconds * BEATS_TO_LIVE)

@@ -71,6 +71,7 @@ class Engine:
         self.settings = settings
         self.host = host
         self.hook = host.hook
+        self.hooks = host.hooks  # the same hooks, with which ones have implementations cached
         self._http = http
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         host.add(DefaultModel(settings.engine.default_model), "sakaibot.default-model", source="core")
@@ -101,13 +102,13 @@ class Engine:
         self.queue: JobQueue = queue or create_queue(settings, home=self.node, on_change=self._lane_changed)
         self.table = JobTable()
         shared = isinstance(self.queue, RedisQueue)
-        self.events = EventPath(self.table, self.hook, self, self.store, self.render_error, self.health.failed,
+        self.events = EventPath(self.table, self.hooks, self, self.store, self.render_error, self.health.failed,
                                 ended=(lambda job: self.limits.release(job)) if shared else None)
-        self.admission = Admission(self.models, self.hook, self, settings.engine, self.table.pending,
+        self.admission = Admission(self.models, self.hooks, self, settings.engine, self.table.pending,
                                    self.store.is_banned if self.store else None,
                                    limits=_shared_limits(settings) if shared else None)
         self.limits = LimitsKeeper(self.admission, lambda: self.table.live.values())
-        self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hook, self,
+        self.runner = JobRunner(self.models, self.registry.enhancers, self.lanes, self.events, self.hooks, self,
                                 lambda delay: self.sleep(delay))
         self.scheduler = LaneScheduler(self.lanes, self.queue, self.runner, self.events, self.table,
                                        self.health.writable)
@@ -217,7 +218,7 @@ class Engine:
         assert isinstance(queue, RedisQueue)
         self._add_lanes(queue, names)
         self.worker = ClusterWorker(queue, names, models=self.models, enhancers=self.registry.enhancers,
-                                    lanes=self.lanes, hook=self.hook, view=self, render=self.render_error,
+                                    lanes=self.lanes, hooks=self.hooks, view=self, render=self.render_error,
                                     sleep=lambda delay: self.sleep(delay), settings=self.settings.queue)
         self.worker.start()
         return self.worker
@@ -360,11 +361,15 @@ class Engine:
         self.admission.admitted(request)  # counted before any await: concurrent requests see it
         written = False
         try:
-            quota = self._quota(job)
-            await self.admission.reserve(job, quota)
-            await self._write_enqueue(job, None if self.admission.shares_quota else quota)
+            if self.admission.reserves or self.store is not None:  # else nothing counts a quota here
+                quota = self._quota(job)
+                if self.admission.reserves:
+                    await self.admission.reserve(job, quota)
+                await self._write_enqueue(job, None if self.admission.shares_quota else quota)
             written = True
-            await self.events.emit(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name) + 1))
+            told = self.events.emit_now(job, EventKind.QUEUED, eta=self.lanes.eta(name, self.queue.waiting(name) + 1))
+            if told is not None:
+                await told
             await self.queue.put(job, force=True)  # after QUEUED, so no worker can overtake it
         except BaseException as exc:
             await self._abandon(job, saved=written or isinstance(exc, asyncio.CancelledError))

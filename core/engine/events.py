@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from core.engine.jobs import JobTable
 from core.errors import StoreError
 from core.hooks.call import notify
+from core.hooks.index import HookIndex
 from core.interfaces import Progress
 from core.types import EventKind, Job, JobEvent, JobState
 
@@ -44,7 +45,7 @@ class Journal(Protocol):
 class EventPath:
     """Moves jobs through their states; the only writer of ``job.state`` after admission."""
 
-    def __init__(self, jobs: JobTable, hook: Any, view: object, journal: Journal | None,
+    def __init__(self, jobs: JobTable, hooks: HookIndex, view: object, journal: Journal | None,
                  render: Callable[[Job | None, BaseException], str],
                  on_store_error: Callable[[StoreError], None], *,
                  relay: Callable[[JobEvent], Awaitable[None]] | None = None,
@@ -53,7 +54,8 @@ class EventPath:
         its failure propagates, so a final event that was not relayed is known to the caller.
         ``ended`` hears of every job that ended here (not one suspended), once, after its slot is free."""
         self.jobs = jobs
-        self.hook = hook
+        self.hooks = hooks
+        self.hook = hooks.relay
         self.view = view
         self.journal = journal
         self.render = render
@@ -77,8 +79,19 @@ class EventPath:
                 return
         self._push(event)
 
+    def emit_now(self, job: Job, kind: EventKind, **fields: Any) -> Awaitable[None] | None:
+        """``emit`` without a coroutine when no observer listens: the handle gets the event at once.
+
+        Returns ``None`` when that is done, else the ``emit`` to await (observers may be async).
+        """
+        if self._observed():
+            return self.emit(job, kind, **fields)
+        if kind.final or not self.finishing(job):
+            self._push(JobEvent(kind, job, **fields))
+        return None
+
     def _observed(self) -> bool:
-        return self.relay is not None or bool(self.hook.on_job_event.get_hookimpls())
+        return self.relay is not None or self.hooks.has("on_job_event")
 
     async def _tell(self, event: JobEvent) -> None:
         """The relay (a worker: the job's owner observes it there), else this process's observers."""
@@ -95,8 +108,11 @@ class EventPath:
     async def start(self, job: Job, state: JobState, kind: EventKind) -> None:
         """A run begins: recorded durably (a crash from here on counts against the job), then told."""
         job.state, job.position, job.started_at = state, None, time.time()
-        await self._write(self.journal.started if self.journal else None, job, raise_errors=True)
-        await self.emit(job, kind)
+        if self.journal is not None:
+            await self._write(self.journal.started, job, raise_errors=True)
+        told = self.emit_now(job, kind)
+        if told is not None:
+            await told
 
     async def set_state(self, job: Job, state: JobState, kind: EventKind, **fields: Any) -> None:
         """Move a running job to ``state``, record it, and tell everyone."""

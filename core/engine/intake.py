@@ -15,6 +15,13 @@ from core.interfaces import Capabilities, ImageModel
 from core.types import GenerationRequest, ImageRequest, InputImage
 
 
+def involves_pictures(request: ImageRequest) -> bool:
+    """Whether ``request`` has pictures, a mask or a picture-only option: else ``admit_pictures`` has nothing to do."""
+    options = request.options
+    return bool(request.images) or request.mask is not None or options.upscale is not None \
+        or options.strength is not None
+
+
 async def admit_pictures(request: ImageRequest, model: str, models: Mapping[str, ImageModel],
                          generation: GenerationRequest) -> GenerationRequest:
     """``generation`` (resolved from the text) with the request's pictures, once ``model`` may take them.

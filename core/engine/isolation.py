@@ -31,8 +31,18 @@ class Isolation:
 
     async def enter(self, job: Job) -> None:
         """Wait until ``job`` may run (at once, unless a suspect is involved)."""
-        if not self._may_start(job):
+        if not self.enter_now(job):
             await self._wait_for_turn(job)
+            self._admit(job)
+
+    def enter_now(self, job: Job) -> bool:
+        """Let ``job`` run if it may at once (no suspect involved); ``False``: ``enter`` must wait."""
+        if not self._may_start(job):
+            return False
+        self._admit(job)
+        return True
+
+    def _admit(self, job: Job) -> None:
         self.running += 1
         if job.crashes:
             self.suspect_running = True

@@ -100,6 +100,8 @@ Lane = FifoLane | FairLane
 class InMemoryQueue:
     """The default ``JobQueue``: one process, nothing to install."""
 
+    claims = False  # a taken job is no longer held here
+
     def __init__(self) -> None:
         self._lanes: dict[str, Lane] = {}
         self._orders: dict[str, QueueOrder] = {}
@@ -132,12 +134,19 @@ class InMemoryQueue:
                 return True
         return False
 
+    def take_nowait(self, lane: str) -> Job | None:
+        """The next job in the lane's order, or ``None`` if the lane is empty."""
+        jobs = self._lanes[lane]
+        if not jobs:
+            return None
+        job = jobs.pop()
+        del self._index[job.id]
+        return job
+
     async def take(self, lane: str) -> Job:
         """The next job in the lane's order, waiting for one if the lane is empty."""
-        jobs = self._lanes[lane]
-        if jobs:
-            job = jobs.pop()
-            del self._index[job.id]
+        job = self.take_nowait(lane)
+        if job is not None:
             return job
         waiter: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._waiters[lane].append(waiter)

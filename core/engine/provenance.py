@@ -5,10 +5,11 @@ Chunks are inserted before ``IEND`` without re-encoding, so the pixels stay byte
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 from zlib import crc32
 
-from core.types import Image, Job
+from core.types import GenerationOptions, Image, Job
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -20,16 +21,17 @@ def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str
     image made from pictures says how many, and the strength or upscale used, never their bytes.
     """
     seed = image.seed if image is not None and image.seed is not None else job.generation.seed
+    request = job.request
     fields = {
-        "prompt": job.request.prompt,
+        "prompt": request.prompt,
         "model": job.model,
         "seed": "" if seed is None else str(seed),
-        "options": _options_json(job),
+        "options": _options_json(job) if request.options.model_fields_set else "{}",
         "job": job.id,
         "Software": "SakaiBot",
     }
-    if job.request.options.count > 1:
-        fields["image"] = f"{index + 1} of {job.request.options.count}"
+    if request.options.count > 1:
+        fields["image"] = f"{index + 1} of {request.options.count}"
     if job.generation.images:
         fields["input_images"] = str(len(job.generation.images)) + (" with a mask" if job.generation.mask else "")
     if job.enhanced_prompt:
@@ -38,9 +40,31 @@ def provenance(job: Job, image: Image | None = None, index: int = 0) -> dict[str
 
 
 def _options_json(job: Job) -> str:
-    """The options that differ from their defaults; none set means none differ (skips the encoder)."""
+    """The options that differ from their defaults, as pydantic's ``model_dump_json(exclude_defaults=True)``.
+
+    Written out here for whole numbers, flags and ratios (pydantic's encoder was a visible share of a
+    job's cost); free text and fractions still go through pydantic, whose escapes and float format
+    are the reference. A field never set holds its default, so only the set ones are looked at.
+    """
     options = job.request.options
-    return options.model_dump_json(exclude_defaults=True) if options.model_fields_set else "{}"
+    chosen = options.model_fields_set
+    if not chosen:
+        return "{}"
+    parts = []
+    for name, default in _OPTION_DEFAULTS:
+        if name not in chosen:
+            continue
+        value = getattr(options, name)
+        if value == default:
+            continue
+        kind = type(value)
+        if kind is bool:
+            parts.append(f'"{name}":{"true" if value else "false"}')
+        elif kind is int or name == "aspect_ratio":  # a ratio is digits, a colon and digits (validated)
+            parts.append(f'"{name}":{value}' if kind is int else f'"{name}":"{value}"')
+        else:
+            return options.model_dump_json(exclude_defaults=True)
+    return "{" + ",".join(parts) + "}"
 
 
 def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
@@ -54,20 +78,38 @@ def with_text_chunks(png: bytes, fields: dict[str, Any]) -> bytes:
         return png
     view = memoryview(png)
     parts: list[bytes | memoryview] = [view[: end - 4]]
-    add = parts.extend
+    add, extend = parts.append, parts.extend
     for key, value in fields.items():
         text = value if type(value) is str else str(value)
-        if text:
-            body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
-            add((len(body).to_bytes(4, "big"), _ITXT, body, crc32(body, _ITXT_CRC).to_bytes(4, "big")))
+        if not text:
+            continue
+        if key in _STABLE_KEYS:
+            add(_STABLE.get((key, text)) or _stable_chunk(key, text))
+            continue
+        body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
+        extend((_LENGTH(len(body)), _ITXT, body, _LENGTH(crc32(body, _ITXT_CRC))))
     parts.append(view[end - 4:])
     return b"".join(parts)
 
 
+def _stable_chunk(key: str, text: str) -> bytes:
+    """A whole chunk for a field with few values (model, software), kept to be reused."""
+    body = (_PREFIXES.get(key) or _prefix(key)) + text.encode()
+    chunk = b"".join((_LENGTH(len(body)), _ITXT, body, _LENGTH(crc32(body, _ITXT_CRC))))
+    if len(_STABLE) < STABLE_LIMIT:
+        _STABLE[key, text] = chunk
+    return chunk
+
+
+_OPTION_DEFAULTS = tuple((name, info.default) for name, info in GenerationOptions.model_fields.items())
 _ITXT = b"iTXt"
 _ITXT_CRC = crc32(_ITXT)
 _ITXT_FLAGS = b"\x00\x00\x00\x00\x00"  # keyword end, no compression, method, empty language and translated key
 _PREFIXES: dict[str, bytes] = {}  # the few keys there are, encoded once
+_LENGTH = struct.Struct(">I").pack  # a chunk's length and CRC: 4 bytes, big-endian
+_STABLE_KEYS = frozenset({"model", "Software"})  # fields with a handful of values: whole chunks kept
+_STABLE: dict[tuple[str, str], bytes] = {}
+STABLE_LIMIT = 256
 
 
 def _prefix(key: str) -> bytes:

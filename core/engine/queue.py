@@ -65,8 +65,13 @@ class JobQueue(Protocol):
     async def put(self, job: Job, *, force: bool = False) -> None:
         """Add a job to its lane (``job.model``); raise ``QueueFull`` at the cap unless ``force`` (restores)."""
 
+    claims: bool  # True: a taken job is held (leased) until ``done``; False: ``done`` has nothing to do
+
     async def take(self, lane: str) -> Job:
         """Wait for and claim the next job of ``lane`` in the lane's order."""
+
+    def take_nowait(self, lane: str) -> Job | None:
+        """The next job of ``lane`` if one can be had without waiting, else ``None`` (then ``take``)."""
 
     async def done(self, job: Job) -> None:
         """Release the claim on a job that finished, failed or was cancelled."""

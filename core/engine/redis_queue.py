@@ -34,6 +34,8 @@ FIFO_KEY = ""  # the one rotation key of a FIFO lane
 class RedisQueue:
     """The ``JobQueue`` for several processes or machines sharing one Redis."""
 
+    claims = True  # a taken job is leased until ``done``
+
     def __init__(self, url: str, *, prefix: str = "sakaibot", lease_seconds: float = 30.0,
                  heartbeat_seconds: float = 10.0, block_seconds: float = 5.0, patience: float = 10.0,
                  view_interval: float = 0.05, on_change: Callable[[str], None] | None = None,
@@ -93,6 +95,10 @@ class RedisQueue:
             raise QueueFull(f"The {lane} queue is full ({size} waiting). Try again in a few minutes.")
         if status == 1:
             self._held.pop(job.id, None)  # handed back by this process: no longer ours to extend
+
+    def take_nowait(self, lane: str) -> Job | None:
+        """Always ``None``: a claim is a round trip to Redis, made by ``take``."""
+        return None
 
     async def take(self, lane: str) -> Job:
         """Claim the next job of ``lane``, waiting (without polling) until one can be claimed."""

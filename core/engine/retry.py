@@ -43,14 +43,24 @@ class RetryPolicy:
 
     async def run(self, attempt: Callable[[], Awaitable[T]], sleep: Sleep, on_retry: OnRetry) -> T:
         """Call ``attempt`` until it succeeds or the policy gives up; the last error propagates."""
+        try:
+            return await attempt()
+        except Exception as error:
+            failed = error
+        return await self.retry(failed, attempt, sleep, on_retry)
+
+    async def retry(self, error: Exception, attempt: Callable[[], Awaitable[T]], sleep: Sleep,
+                    on_retry: OnRetry) -> T:
+        """``run`` once the first attempt failed with ``error`` (the runner makes that attempt inline)."""
         number = 1
         while True:
+            if not self.should_retry(error, number):
+                raise error
+            wait = self.delay(number, error)
+            await on_retry(number, error, wait)
+            await sleep(wait)
+            number += 1
             try:
                 return await attempt()
-            except Exception as error:
-                if not self.should_retry(error, number):
-                    raise
-                wait = self.delay(number, error)
-                await on_retry(number, error, wait)
-                await sleep(wait)
-                number += 1
+            except Exception as failed:
+                error = failed

@@ -11,8 +11,8 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from core.engine.deadline import within
 from core.engine.events import EventPath
 from core.engine.isolation import Isolation
 from core.engine.lanes import Lanes
@@ -21,6 +21,7 @@ from core.engine.retry import OnRetry
 from core.engine.validation import check_prompt
 from core.errors import BackendError, BackendTimeout, JobCancelled, SakaiError, UserError
 from core.hooks.call import notify, pipeline
+from core.hooks.index import HookIndex
 from core.interfaces import Enhancer, ImageModel
 from core.types import EventKind, Image, Job, JobState
 
@@ -31,12 +32,13 @@ class JobRunner:
     """Takes one claimed job to its end state."""
 
     def __init__(self, models: dict[str, ImageModel], enhancers: list[Enhancer], lanes: Lanes,
-                 events: EventPath, hook: Any, view: object, sleep: Callable[[float], Awaitable[None]]) -> None:
+                 events: EventPath, hooks: HookIndex, view: object, sleep: Callable[[float], Awaitable[None]]) -> None:
         self.models = models
         self.enhancers = enhancers
         self.lanes = lanes
         self.events = events
-        self.hook = hook
+        self.hooks = hooks
+        self.hook = hooks.relay
         self.view = view
         self.sleep = sleep
         self.parking = False  # set on shutdown with a store: interrupted jobs are kept, not cancelled
@@ -48,7 +50,8 @@ class JobRunner:
         Raises ``StoreError`` without running anything when the start cannot be recorded.
         """
         try:
-            await self.isolation.enter(job)
+            if not self.isolation.enter_now(job):
+                await self.isolation.enter(job)
             try:
                 ended = await self._run(job)
                 if job.crashes and ended is not None:  # a suspect's end is on record before others may start
@@ -71,7 +74,7 @@ class JobRunner:
         try:
             if enhance:
                 await self._enhance(job, model)
-            if self.hook.before_generate.get_hookimpls():
+            if self.hooks.has("before_generate"):
                 await pipeline(self.hook.before_generate, job=job, engine=self.view)
             images = await self._generate(job, model, switch=enhance)
         except SakaiError as exc:
@@ -79,7 +82,10 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
             return await self._fail(job, _unexpected(exc))
-        return await self._succeed(job, images)
+        if self.hooks.has("after_generate"):
+            return await self._succeed(job, images)
+        self._keep(job, images)
+        return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
     async def _enhance(self, job: Job, model: ImageModel) -> None:
         started = time.perf_counter()
@@ -106,9 +112,15 @@ class JobRunner:
     async def _generate(self, job: Job, model: ImageModel, *, switch: bool) -> list[Image]:
         if switch:
             await self.events.set_state(job, JobState.GENERATING, EventKind.GENERATING)
-        policy = self.lanes.retry_policy(job.model)
         started = time.perf_counter()
-        image = await policy.run(lambda: self._attempt(job, model), self.sleep, self._retrying(job))
+        try:
+            image = await self._attempt(job, model)
+            failed = None
+        except Exception as error:  # retried outside this handler: a later error is not "during" this one
+            failed = error
+        if failed is not None:
+            image = await self.lanes.retry_policy(job.model).retry(failed, lambda: self._attempt(job, model),
+                                                                   self.sleep, self._retrying(job))
         job.timings["generate"] = time.perf_counter() - started
         self.lanes.record(job.model, job.timings["generate"] + job.timings.get("enhance", 0.0))
         return image
@@ -120,10 +132,9 @@ class JobRunner:
         timeout = self.lanes.timeout(job.model) * count
         progress = self.events.progress_for(job)
         try:
-            async with asyncio.timeout(timeout):
-                if count == 1:
-                    return [await model.generate(job.generation, progress)]
-                images = await model.generate_batch(job.generation, count, progress)  # progress: the whole batch
+            if count == 1:
+                return [await within(model.generate(job.generation, progress), timeout)]
+            images = await within(model.generate_batch(job.generation, count, progress), timeout)  # the whole batch
         except TimeoutError as exc:
             raise BackendTimeout(f"The {job.model} model did not answer within {timeout:g} s.") from exc
         if len(images) != count:
@@ -137,21 +148,25 @@ class JobRunner:
         return report
 
     async def _succeed(self, job: Job, images: list[Image]) -> asyncio.Future[None] | None:
+        self._keep(job, images)
+        # once per job; a plugin finds every image in job.results
+        await notify(self.hook.after_generate, job=job, result=images[0], engine=self.view)
+        return self.events.finish_soon(job, JobState.DONE)
+
+    def _keep(self, job: Job, images: list[Image]) -> None:
+        """The images become the job's results, each stamped with its model, timings and provenance."""
         for index, image in enumerate(images):
             image.model = image.model or job.model
             image.timings.update(job.timings)
             if image.mime_type == "image/png":
                 image.data = with_text_chunks(image.data, provenance(job, image, index))
         job.results = images
-        if self.hook.after_generate.get_hookimpls():  # once per job; a plugin finds every image in job.results
-            await notify(self.hook.after_generate, job=job, result=images[0], engine=self.view)
-        return self.events.finish_soon(job, JobState.DONE)  # the lane's slot is free while the store writes
 
     async def _fail(self, job: Job, error: SakaiError) -> asyncio.Future[None] | None:
         level = logging.INFO if isinstance(error, UserError) else logging.WARNING
         log.log(level, "job %s failed: %s: %s", job.id, type(error).__name__, error,
                 exc_info=error.__cause__ is not None)
-        if self.hook.on_generation_error.get_hookimpls():
+        if self.hooks.has("on_generation_error"):
             await notify(self.hook.on_generation_error, job=job, error=error, engine=self.view)
         state = JobState.CANCELLED if isinstance(error, JobCancelled) else JobState.FAILED
         return self.events.finish_soon(job, state, error)

@@ -82,7 +82,7 @@ class LaneScheduler:
         while True:
             if not self.writable.is_set():
                 await self.writable.wait()
-            job = await self.queue.take(lane)
+            job = self.queue.take_nowait(lane) or await self.queue.take(lane)
             self.mark_dirty(lane)
             if isinstance(job.error, JobCancelled) or job.id not in self.jobs:
                 await self.events.finish(job, JobState.CANCELLED, job.error)
@@ -108,7 +108,8 @@ class LaneScheduler:
             self.running.pop(job.id, None)
             if not self.running:
                 self._idle.set()
-            await self.queue.done(job)
+            if self.queue.claims:
+                await self.queue.done(job)
 
     async def _hand_back(self, job: Job) -> None:
         job.state, job.started_at = JobState.QUEUED, None

@@ -19,6 +19,7 @@ import pluggy
 from core import hookspecs
 from core.hooks import defaults
 from core.hooks.call import async_firstresult_impls
+from core.hooks.index import HookIndex, PluginManager
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class PluginHost:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self.records: dict[str, PluginRecord] = {}
+        self.hooks = HookIndex(pm)
 
     @property
     def hook(self) -> Any:
@@ -132,7 +134,7 @@ def _entry_points() -> list[Any]:
 def create_plugin_host(*, load_entry_points: bool = True,
                        extra: Iterable[tuple[str, object]] = ()) -> PluginHost:
     """A fresh plugin manager with the hookspecs, the core defaults and the plugins found."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     host = PluginHost(pm)
     host.add(defaults, CORE_PLUGIN, source="core")
