@@ -1,57 +1,38 @@
 """Group commit: every write of the job store, gathered into as few SQLite transactions as possible.
 
-Writes submitted while a transaction is in flight wait together and run in the next one
-(``BEGIN IMMEDIATE`` … ``COMMIT``) on the store's single thread. Each batch costs one hop to the
-thread and one back; every writer resumes only after the ``COMMIT`` that holds its write, so an
-acknowledged write is durable. Each write runs under its own savepoint: a write that fails on its
-own (a bad value, a constraint) fails only its writer; a failure the whole file shares (a full
-disk, a failed ``COMMIT``) fails the whole batch. Either way ``StoreError``, and the connection
-stays usable.
+Writes submitted while a batch is in flight wait together and go in the next one, sent to the
+writer process (``child.py``) as one message of op names and plain values. Every writer resumes
+only after the ``COMMIT`` that holds its write, so an acknowledged write is durable. A write that
+fails on its own fails only its writer; a failure the whole file shares (a full disk, a failed
+``COMMIT``, a lock held past ``busy_timeout``, the writer process dying) fails the whole batch.
+Either way ``StoreError``; the next batch starts a new writer process if the last one died.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-from collections.abc import Callable
-from concurrent.futures import Executor
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from core.errors import StoreError
+from core.store.child import describe, shared
+from core.store.process import WriterGone, WriterProcess, rebuild
 
+__all__ = ["GroupWriter", "describe", "shared"]
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Op = Callable[..., Any]  # runs on the store thread inside the batch's transaction: op(conn, *args)
+Op = Any  # an op name of ``transitions.OPS``, or a module-level function (pickled by reference): op(conn, *args)
 
 
 class _Outcome:
-    """What the thread hands back for a batch: each write's result, or the error that failed them all."""
+    """What the writer process answered for a batch: each write's result, or the error that failed them all."""
 
-    __slots__ = ("detail", "error", "results")
+    __slots__ = ("detail", "error", "failures", "results")
 
-    def __init__(self, results: list[Any] | None, error: BaseException | None, detail: str = "") -> None:
-        self.results, self.error = results, error
+    def __init__(self, results: list[Any] | None, error: BaseException | None, detail: str = "",
+                 failures: dict[int, tuple[Exception, str]] | None = None) -> None:
+        self.results, self.error, self.failures = results, error, failures or {}
         self.detail = detail or (describe(error) if error is not None else "")
-
-
-class _Failed:
-    """One write that failed on its own, inside a batch that committed the others."""
-
-    __slots__ = ("detail", "error")
-
-    def __init__(self, error: BaseException) -> None:
-        self.error, self.detail = error, describe(error)
-
-
-SHARED_FAILURES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY",
-                             "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CANTOPEN"})
-
-
-def _shared(exc: BaseException) -> bool:
-    """A failure of the file or the connection, not of one write's values: it fails the whole batch."""
-    name = str(getattr(exc, "sqlite_errorname", ""))
-    return any(name.startswith(prefix) for prefix in SHARED_FAILURES)
 
 
 class _BatchFuture(asyncio.Future[_Outcome]):
@@ -76,32 +57,15 @@ class _Batch:
         self.future = _BatchFuture(loop=loop)
 
 
-def describe(exc: BaseException) -> str:
-    """SQLite's own words for a failure, with its error name (``SQLITE_FULL: database or disk is full``)."""
-    name = getattr(exc, "sqlite_errorname", None)
-    return f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
-
-
-def rollback(conn: sqlite3.Connection) -> None:
-    """Undo an open transaction without ever hiding the error that made it necessary."""
-    if not conn.in_transaction:  # SQLite already rolled back (after SQLITE_FULL, an I/O error, ...)
-        return
-    try:
-        conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
-        log.warning("job store: rollback failed: %s", describe(exc))
-
-
 class GroupWriter:
-    """Runs writes in shared transactions on ``executor`` (one thread) against ``conn``."""
+    """Sends writes in shared transactions to the writer process, one batch in flight at a time."""
 
-    def __init__(self, executor: Executor, diagnose: Callable[[BaseException], str] = lambda exc: "") -> None:
-        self.conn: sqlite3.Connection | None = None
+    def __init__(self, process: WriterProcess, restart: Callable[[], Awaitable[None]]) -> None:
+        self.process = process
         self.commits = 0  # transactions committed: writes / commits is the mean batch size
         self.writes = 0
         self.closed = False
-        self._executor = executor
-        self._diagnose = diagnose
+        self._restart = restart  # starts the writer process again after it died
         self._gathering: _Batch | None = None
         self._flying: _Batch | None = None
         self.after_commit: Callable[[int], None] | None = None  # told the commit count when a batch lands
@@ -121,10 +85,10 @@ class GroupWriter:
         outcome = await batch.future
         if outcome.error is not None:
             raise StoreError(detail=outcome.detail) from outcome.error
-        result = outcome.results[index]  # type: ignore[index]
-        if isinstance(result, _Failed):
-            raise StoreError(detail=result.detail) from result.error
-        return result
+        failed = outcome.failures.get(index) if outcome.failures else None
+        if failed is not None:
+            raise StoreError(detail=failed[1]) from failed[0]
+        return outcome.results[index]  # type: ignore[index]
 
     async def drain(self) -> None:
         """Wait until every submitted write has landed."""
@@ -136,56 +100,49 @@ class GroupWriter:
         if batch is None or self._flying is not None:
             return
         self._gathering, self._flying = None, batch
+        if self.process.alive:
+            self.process.send(batch.ops).add_done_callback(lambda answer: self._answered(batch, answer))
+        else:
+            asyncio.get_running_loop().create_task(self._restart_and_send(batch))
+
+    async def _restart_and_send(self, batch: _Batch) -> None:
         try:
-            self._executor.submit(self._execute, batch, asyncio.get_running_loop())
-        except RuntimeError as exc:  # the thread was shut down
-            self._landed(batch, _Outcome(None, exc))
+            await self._restart()
+            answer = await self.process.send(batch.ops)
+        except Exception as exc:  # the process cannot be started: this batch fails, the next one tries again
+            self._landed(batch, _Outcome(None, exc, _gone(exc)))
+        else:
+            self._landed(batch, self._outcome(batch, answer))
+
+    def _answered(self, batch: _Batch, answer: asyncio.Future[Any]) -> None:
+        exc = answer.exception()
+        outcome = _Outcome(None, exc, _gone(exc)) if exc is not None else self._outcome(batch, answer.result())
+        self._landed(batch, outcome)
+
+    def _outcome(self, batch: _Batch, answer: tuple[Any, ...]) -> _Outcome:
+        if answer[0] == "failed":
+            info = answer[1]
+            log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), info[4])
+            return _Outcome(None, rebuild(info), info[4])
+        _, results, failures, commits = answer
+        self.commits += commits
+        self.writes += len(batch.ops) - len(failures)
+        for info in failures.values():
+            log.error("job store: a write failed on its own and was undone: %s", info[4])
+        return _Outcome(results, None, failures={i: (rebuild(info), info[4]) for i, info in failures.items()})
 
     def _landed(self, batch: _Batch, outcome: _Outcome) -> None:
         self._flying = None
+        if isinstance(outcome.error, WriterGone):
+            log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), outcome.detail)
         batch.future.set_result(outcome)
         if self.after_commit is not None and outcome.error is None:
             self.after_commit(self.commits)
         if self._gathering is not None:  # gathered during the flight: after this turn's resumed writers add theirs
             batch.future.get_loop().call_soon(self._launch)
 
-    # ------------------------------------------------------------ on the store thread
-    def _execute(self, batch: _Batch, loop: asyncio.AbstractEventLoop) -> None:
-        outcome = self._commit(batch.ops)
-        try:
-            loop.call_soon_threadsafe(self._landed, batch, outcome)
-        except RuntimeError:  # the loop is gone: nobody is waiting any more
-            log.debug("job store: a batch landed after its event loop closed")
 
-    def _commit(self, ops: list[tuple[Op, tuple[Any, ...]]]) -> _Outcome:
-        conn = self.conn
-        if conn is None:
-            return _Outcome(None, StoreError(detail="the job store is not open"))
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            results = [_one(conn, op, args) for op, args in ops]
-            conn.execute("COMMIT")
-        except Exception as exc:  # a statement or the commit failed: the whole batch did
-            rollback(conn)
-            detail = describe(exc) + self._diagnose(exc)
-            log.error("job store: a transaction of %d write(s) failed: %s", len(ops), detail)
-            return _Outcome(None, exc, detail)
-        self.commits += 1
-        self.writes += len(ops)
-        return _Outcome(results, None)
-
-
-def _one(conn: sqlite3.Connection, op: Op, args: tuple[Any, ...]) -> Any:
-    """Run one write under its own savepoint; its own failure is undone and returned, a shared one raised."""
-    conn.execute("SAVEPOINT one_write")
-    try:
-        result = op(conn, *args)
-    except Exception as exc:
-        if _shared(exc):
-            raise
-        conn.execute("ROLLBACK TO one_write")
-        conn.execute("RELEASE one_write")
-        log.error("job store: a write failed on its own and was undone: %s", describe(exc))
-        return _Failed(exc)
-    conn.execute("RELEASE one_write")
-    return result
+def _gone(exc: BaseException) -> str:
+    """The detail of a batch the writer process could not answer."""
+    return f"{describe(exc)} (the writes of this batch may or may not have been committed)" if isinstance(
+        exc, WriterGone) else describe(exc)
