@@ -6,7 +6,8 @@ batch in one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) and answers once p
 constraint) fails alone: the batch is rolled back and run again one transaction per write, which
 commits the others (cheaper than a savepoint per write, since failures are rare). A failure the
 file shares (full disk, lock, failed ``COMMIT``) fails the whole batch, with SQLite's error name and
-the diagnosis of ``faults.py``; the connection stays usable.
+the diagnosis of ``faults.py``; the connection stays usable. Each batch carries the parent's
+``RLIMIT_FSIZE``, applied here first, so a limit set on the bot's process holds for its writes.
 
 Standard library only: ``process.py`` starts it as a fresh interpreter that loads this file,
 ``transitions.py`` and ``faults.py`` by path. It ignores SIGINT and SIGTERM (the parent stops it
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import resource
 import signal
 import socket
 import sqlite3
@@ -153,6 +155,14 @@ def _no_wakeup_preemption() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
+def _file_size_limit(soft: int) -> None:
+    """The parent's ``RLIMIT_FSIZE`` as it is now: its writes meet the limits they met on its own thread."""
+    current, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != current:
+        with contextlib.suppress(ValueError, OSError):  # above this process's hard limit: keep its own
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 def serve(fd: int, path: str, busy_timeout: float, backstop_pages: int, ops: dict[str, Callable[..., Any]],
           diagnose: Diagnose) -> None:
     """Answer batches on socket ``fd`` until end of file."""
@@ -169,7 +179,9 @@ def serve(fd: int, path: str, busy_timeout: float, backstop_pages: int, ops: dic
     sock.sendall(frame(("ready", os.getpid())))
     try:
         while (message := receive(sock)) is not None:
-            sock.sendall(frame(writer.batch(message)))
+            limit, writes = message
+            _file_size_limit(limit)
+            sock.sendall(frame(writer.batch(writes)))
     except (OSError, EOFError):  # the parent is gone
         pass
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import pickle
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -135,7 +136,7 @@ class WriterProcess:
 
     def send(self, ops: list[tuple[Any, tuple[Any, ...]]]) -> asyncio.Future[Any]:
         """Send one batch; the future gets the child's answer, or ``WriterGone``."""
-        return self.request_raw(ops)
+        return self.request_raw((resource.getrlimit(resource.RLIMIT_FSIZE)[0], ops))
 
     def request_raw(self, message: Any) -> asyncio.Future[Any]:
         """Queue a future for the next answer; send ``message`` unless it is ``None`` (the greeting)."""
