@@ -1,8 +1,10 @@
 """The store's writer process: every SQLite write runs here, on the machine's other core.
 
-The event loop sends one framed pickle per batch of writes over a socket; this process runs the
-batch in one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) and answers once per batch, after the
-``COMMIT``, so an acknowledged write is durable. A write that fails on its own (a bad value, a
+The event loop sends one framed pickle per batch of writes over a socket, without waiting for the
+batch before; this process runs every batch that has arrived in one transaction (``BEGIN
+IMMEDIATE`` … ``COMMIT``) and answers once per batch, after the ``COMMIT``, so an acknowledged write
+is durable. The loop never waits for a round trip to send, and the writes of every batch that
+arrived during a transaction share the next one. A write that fails on its own (a bad value, a
 constraint) fails alone: the batch is rolled back and run again one transaction per write, which
 commits the others (cheaper than a savepoint per write, since failures are rare). A failure the
 file shares (full disk, lock, failed ``COMMIT``) fails the whole batch, with SQLite's error name and
@@ -21,6 +23,7 @@ import contextlib
 import os
 import pickle
 import resource
+import select
 import signal
 import socket
 import sqlite3
@@ -29,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+MERGE_AT_MOST = 64  # batches that may share one transaction
 HEADER = struct.Struct("!I")  # every frame: its length, then a pickle
 SHARED_FAILURES = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY",
                    "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CANTOPEN")
@@ -108,6 +112,22 @@ class Writer:
             return ("failed", self.info(exc))
         return ("ok", results, {}, 1)
 
+    def batches(self, groups: list[list[tuple[Any, tuple[Any, ...]]]]) -> list[tuple[Any, ...]]:
+        """Several batches in one transaction, one answer each (a failure of the whole fails every one)."""
+        if len(groups) == 1:
+            return [self.batch(groups[0])]
+        answer = self.batch([op for group in groups for op in group])
+        if answer[0] != "ok":
+            return [answer] * len(groups)
+        _, results, failures, commits = answer
+        answers, start = [], 0
+        for group in groups:
+            end = start + len(group)
+            mine = {index - start: info for index, info in failures.items() if start <= index < end}
+            answers.append(("ok", results[start:end], mine, commits))
+            start, commits = end, 0  # the transaction counts once, with the first batch
+        return answers
+
     def one_by_one(self, ops: list[tuple[Any, tuple[Any, ...]]]) -> tuple[Any, ...]:
         """After a write failed on its own: each write in its own transaction, so the others still commit."""
         results: list[Any] = [None] * len(ops)
@@ -155,6 +175,17 @@ def _no_wakeup_preemption() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
+def _arrived(sock: socket.socket) -> list[Any]:
+    """The batches already waiting on the socket (sent while the last transaction ran): they join the next."""
+    found: list[Any] = []
+    while len(found) < MERGE_AT_MOST and select.select([sock], [], [], 0)[0]:
+        message = receive(sock)
+        if message is None:  # end of file: the loop above sees it again and stops
+            break
+        found.append(message)
+    return found
+
+
 def _file_size_limit(soft: int) -> None:
     """The parent's ``RLIMIT_FSIZE`` as it is now: its writes meet the limits they met on its own thread."""
     current, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -179,9 +210,10 @@ def serve(fd: int, path: str, busy_timeout: float, backstop_pages: int, ops: dic
     sock.sendall(frame(("ready", os.getpid())))
     try:
         while (message := receive(sock)) is not None:
-            limit, writes = message
-            _file_size_limit(limit)
-            sock.sendall(frame(writer.batch(writes)))
+            messages = [message, *_arrived(sock)]
+            _file_size_limit(messages[-1][0])
+            answers = writer.batches([writes for _, writes in messages])
+            sock.sendall(b"".join(frame(answer) for answer in answers))
     except (OSError, EOFError):  # the parent is gone
         pass
     finally:

@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,18 @@ def rebuild(info: ErrorInfo) -> Exception:
     return exc
 
 
+Reply = Callable[[Any, BaseException | None], None]  # called with the answer, or with the error instead
+
+
 class _Answers(asyncio.Protocol):
-    """Cuts the byte stream into answers; each resolves the oldest waiting future."""
+    """Cuts the byte stream into answers; each goes to the oldest waiting reply, called right here.
+
+    No future and no extra turn of the loop per batch: the writers of the batch wake in this turn.
+    """
 
     def __init__(self) -> None:
         self.buffer = bytearray()
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.waiting: collections.deque[Reply] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
 
@@ -80,17 +87,13 @@ class _Answers(asyncio.Protocol):
                 return
             answer = _loads(memoryview(buffer)[HEADER.size:end])
             del buffer[:end]
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_result(answer)
+            self.waiting.popleft()(answer, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Every future still waiting learns that no answer will come."""
+        """Every reply still waiting learns that no answer will come."""
         self.lost = True
         while self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(WriterGone("the store's writer process stopped"))
+            self.waiting.popleft()(None, WriterGone("the store's writer process stopped"))
 
 
 def _loads(view: memoryview) -> Any:
@@ -123,7 +126,7 @@ class WriterProcess:
         answers = _Answers()
         await loop.create_unix_connection(lambda: answers, sock=mine)
         self._answers = answers
-        hello = await self.request_raw(None)
+        hello = await self.ask(None)
         if hello[0] != "ready":
             await self.stop()
             raise rebuild(hello[1])
@@ -134,20 +137,33 @@ class WriterProcess:
         return subprocess.Popen(args, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 restore_signals=False)
 
-    def send(self, ops: list[tuple[Any, tuple[Any, ...]]]) -> asyncio.Future[Any]:
-        """Send one batch; the future gets the child's answer, or ``WriterGone``."""
-        return self.request_raw((resource.getrlimit(resource.RLIMIT_FSIZE)[0], ops))
+    def send(self, ops: list[tuple[Any, tuple[Any, ...]]], reply: Reply) -> None:
+        """Send one batch; ``reply`` gets the child's answer, or ``WriterGone``."""
+        self.post(_message(ops), reply)
 
-    def request_raw(self, message: Any) -> asyncio.Future[Any]:
-        """Queue a future for the next answer; send ``message`` unless it is ``None`` (the greeting)."""
+    def request(self, ops: list[tuple[Any, tuple[Any, ...]]]) -> asyncio.Future[Any]:
+        """``send`` with a future for the answer."""
+        return self.ask(_message(ops))
+
+    def post(self, message: Any, reply: Reply) -> None:
+        """Queue ``reply`` for the next answer; send ``message`` unless it is ``None`` (the greeting)."""
         answers = self._answers
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if answers is None or answers.lost or answers.transport is None:
-            future.set_exception(WriterGone("the store's writer process is not running"))
-            return future
-        answers.waiting.append(future)
+            asyncio.get_running_loop().call_soon(reply, None, WriterGone("the store's writer process is not running"))
+            return
+        answers.waiting.append(reply)
         if message is not None:
             answers.transport.write(frame(message))
+
+    def ask(self, message: Any) -> asyncio.Future[Any]:
+        """``post`` with a future for the answer."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def reply(answer: Any, exc: BaseException | None) -> None:
+            if not future.done():
+                future.set_result(answer) if exc is None else future.set_exception(exc)
+
+        self.post(message, reply)
         return future
 
     async def stop(self) -> None:
@@ -158,6 +174,11 @@ class WriterProcess:
         process, self.process = self.process, None
         if process is not None:
             await asyncio.get_running_loop().run_in_executor(None, _reap, process)
+
+
+def _message(ops: list[tuple[Any, tuple[Any, ...]]]) -> tuple[int, list[tuple[Any, tuple[Any, ...]]]]:
+    """A batch as sent: this process's file-size limit as it is now (the child applies it), then the ops."""
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0], ops
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:

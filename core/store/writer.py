@@ -1,7 +1,8 @@
 """Group commit: every write of the job store, gathered into as few SQLite transactions as possible.
 
-Writes submitted while a batch is in flight wait together and go in the next one, sent to the
-writer process (``child.py``) as one message of op names and plain values. Every writer resumes
+Writes submitted in one turn of the event loop go together as one batch, sent at once to the
+writer process (``child.py``) as one message of op names and plain values; batches sent while a
+transaction runs there share the next transaction. Every writer resumes
 only after the ``COMMIT`` that holds its write, so an acknowledged write is durable. A write that
 fails on its own fails only its writer; a failure the whole file shares (a full disk, a failed
 ``COMMIT``, a lock held past ``busy_timeout``, the writer process dying) fails the whole batch.
@@ -11,6 +12,7 @@ Either way ``StoreError``; the next batch starts a new writer process if the las
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,7 +60,7 @@ class _Batch:
 
 
 class GroupWriter:
-    """Sends writes in shared transactions to the writer process, one batch in flight at a time."""
+    """Sends writes in shared transactions to the writer process, batches in flight in order."""
 
     def __init__(self, process: WriterProcess, restart: Callable[[], Awaitable[None]]) -> None:
         self.process = process
@@ -67,7 +69,8 @@ class GroupWriter:
         self.closed = False
         self._restart = restart  # starts the writer process again after it died
         self._gathering: _Batch | None = None
-        self._flying: _Batch | None = None
+        self._flying: collections.deque[_Batch] = collections.deque()  # sent, in order, not yet answered
+        self._restarting = asyncio.Lock()
         self.after_commit: Callable[[int], None] | None = None  # told the commit count when a batch lands
 
     async def write(self, op: Op, *args: Any) -> Any:
@@ -78,8 +81,7 @@ class GroupWriter:
         if batch is None:
             loop = asyncio.get_running_loop()
             batch = self._gathering = _Batch(loop)
-            if self._flying is None:
-                loop.call_soon(self._launch)
+            loop.call_soon(self._launch)
         index = len(batch.ops)
         batch.ops.append((op, args))
         outcome = await batch.future
@@ -92,31 +94,33 @@ class GroupWriter:
 
     async def drain(self) -> None:
         """Wait until every submitted write has landed."""
-        while (batch := self._gathering or self._flying) is not None:
+        while (batch := self._gathering or (self._flying[-1] if self._flying else None)) is not None:
             await batch.future
 
     def _launch(self) -> None:
         batch = self._gathering
-        if batch is None or self._flying is not None:
+        if batch is None:
             return
-        self._gathering, self._flying = None, batch
-        if self.process.alive:
-            self.process.send(batch.ops).add_done_callback(lambda answer: self._answered(batch, answer))
+        self._gathering = None
+        self._flying.append(batch)
+        if self.process.alive and not self._restarting.locked():
+            self.process.send(batch.ops, lambda answer, exc: self._answered(batch, answer, exc))
         else:
             asyncio.get_running_loop().create_task(self._restart_and_send(batch))
 
     async def _restart_and_send(self, batch: _Batch) -> None:
         try:
-            await self._restart()
-            answer = await self.process.send(batch.ops)
+            async with self._restarting:  # in order: the batches that found it dead wait for one new process
+                if not self.process.alive:
+                    await self._restart()
+            answer = await self.process.request(batch.ops)
         except Exception as exc:  # the process cannot be started: this batch fails, the next one tries again
             self._landed(batch, _Outcome(None, exc, _gone(exc)))
         else:
             self._landed(batch, self._outcome(batch, answer))
 
-    def _answered(self, batch: _Batch, answer: asyncio.Future[Any]) -> None:
-        exc = answer.exception()
-        outcome = _Outcome(None, exc, _gone(exc)) if exc is not None else self._outcome(batch, answer.result())
+    def _answered(self, batch: _Batch, answer: Any, exc: BaseException | None) -> None:
+        outcome = _Outcome(None, exc, _gone(exc)) if exc is not None else self._outcome(batch, answer)
         self._landed(batch, outcome)
 
     def _outcome(self, batch: _Batch, answer: tuple[Any, ...]) -> _Outcome:
@@ -132,14 +136,12 @@ class GroupWriter:
         return _Outcome(results, None, failures={i: (rebuild(info), info[4]) for i, info in failures.items()})
 
     def _landed(self, batch: _Batch, outcome: _Outcome) -> None:
-        self._flying = None
+        self._flying.remove(batch)
         if isinstance(outcome.error, WriterGone):
             log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), outcome.detail)
         batch.future.set_result(outcome)
         if self.after_commit is not None and outcome.error is None:
             self.after_commit(self.commits)
-        if self._gathering is not None:  # gathered during the flight: after this turn's resumed writers add theirs
-            batch.future.get_loop().call_soon(self._launch)
 
 
 def _gone(exc: BaseException) -> str:
