@@ -16,7 +16,9 @@ import pytest
 
 from core.errors import StoreError
 from core.store import JobStore
-from tests.test_store_durability import ROOT, make_job, rows
+from core.store.child import Writer
+from core.store.transitions import OPS
+from tests.test_store_durability import ROOT, disk_full, make_job, rows
 
 
 def die(conn: sqlite3.Connection) -> None:
@@ -116,3 +118,29 @@ async def _stored(path: Path, job_id: str) -> bool:
         return await store.job(job_id) is not None
     finally:
         await store.close()
+
+
+def test_batches_merged_into_one_transaction_get_their_own_answers(tmp_path):
+    path = tmp_path / "jobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    writer = Writer(conn, path, OPS, lambda path, exc: "")
+    insert = ("execute", ("INSERT INTO t (n) VALUES (?)", (1,)))
+    twice = ("execute", ("INSERT INTO t (n) VALUES (?)", (1,)))  # fails on its own: the key is taken
+    first, second = writer.batches([[insert], [("execute", ("INSERT INTO t (n) VALUES (2)", ())), twice]])
+    assert first == ("ok", [1], {}, 2)  # the failure made it one transaction per write: 2 committed
+    assert second[0] == "ok" and second[1][0] == 1 and list(second[2]) == [1]  # the failure is the second's own
+    assert "UNIQUE constraint failed" in second[2][1][4]
+    assert conn.execute("SELECT n FROM t ORDER BY n").fetchall() == [(1,), (2,)]
+
+
+def test_after_a_failure_of_the_file_the_rest_of_a_batch_is_not_tried(tmp_path):
+    path = tmp_path / "jobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    writer = Writer(conn, path, OPS, lambda path, exc: " (diagnosed)")
+    bad = ("execute", ("INSERT INTO missing VALUES (1)", ()))
+    answer = writer.batches([[bad, (disk_full, ()), ("execute", ("INSERT INTO t (n) VALUES (3)", ()))]])[0]
+    assert answer[0] == "ok" and set(answer[2]) == {0, 1, 2}
+    assert answer[2][2][1] == "SQLITE_FULL" and answer[2][2][4].endswith("(diagnosed)")
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (0,)

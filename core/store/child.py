@@ -133,7 +133,11 @@ class Writer:
         results: list[Any] = [None] * len(ops)
         failures: dict[int, ErrorInfo] = {}
         commits = 0
+        broken: ErrorInfo | None = None  # a failure of the file: the writes after it are not tried (each would wait)
         for index, (op, args) in enumerate(ops):
+            if broken is not None:
+                failures[index] = broken
+                continue
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 results[index] = self._call(op, args)
@@ -142,6 +146,7 @@ class Writer:
             except Exception as exc:
                 self.rollback()
                 failures[index] = self.info(exc)
+                broken = failures[index] if shared(exc) else None
         return ("ok", results, failures, commits)
 
     def _call(self, op: Any, args: tuple[Any, ...]) -> Any:

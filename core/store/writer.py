@@ -23,6 +23,7 @@ from core.store.process import WriterGone, WriterProcess, rebuild
 
 __all__ = ["GroupWriter", "describe", "shared"]
 log = logging.getLogger(__name__)
+IN_FLIGHT = 1000  # batches sent and not yet answered, at most
 Op = Any  # an op name of ``transitions.OPS``, or a module-level function (pickled by reference): op(conn, *args)
 
 
@@ -71,6 +72,8 @@ class GroupWriter:
         self._gathering: _Batch | None = None
         self._flying: collections.deque[_Batch] = collections.deque()  # sent, in order, not yet answered
         self._restarting = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = IN_FLIGHT
         self.after_commit: Callable[[int], None] | None = None  # told the commit count when a batch lands
 
     async def write(self, op: Op, *args: Any) -> Any:
@@ -99,14 +102,16 @@ class GroupWriter:
 
     def _launch(self) -> None:
         batch = self._gathering
-        if batch is None:
+        if batch is None or len(self._flying) >= self.in_flight:
             return
         self._gathering = None
         self._flying.append(batch)
         if self.process.alive and not self._restarting.locked():
             self.process.send(batch.ops, lambda answer, exc: self._answered(batch, answer, exc))
         else:
-            asyncio.get_running_loop().create_task(self._restart_and_send(batch))
+            task = asyncio.get_running_loop().create_task(self._restart_and_send(batch))
+            self._tasks.add(task)  # referenced until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
 
     async def _restart_and_send(self, batch: _Batch) -> None:
         try:
@@ -115,12 +120,20 @@ class GroupWriter:
                     await self._restart()
             answer = await self.process.request(batch.ops)
         except Exception as exc:  # the process cannot be started: this batch fails, the next one tries again
-            self._landed(batch, _Outcome(None, exc, _gone(exc)))
+            self._failed(batch, exc)
         else:
             self._landed(batch, self._outcome(batch, answer))
 
     def _answered(self, batch: _Batch, answer: Any, exc: BaseException | None) -> None:
-        outcome = _Outcome(None, exc, _gone(exc)) if exc is not None else self._outcome(batch, answer)
+        if exc is not None:
+            self._failed(batch, exc)
+        else:
+            self._landed(batch, self._outcome(batch, answer))
+
+    def _failed(self, batch: _Batch, exc: BaseException) -> None:
+        """No answer from the writer process (it died, or could not start): the whole batch fails."""
+        outcome = _Outcome(None, exc, _gone(exc))
+        log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), outcome.detail)
         self._landed(batch, outcome)
 
     def _outcome(self, batch: _Batch, answer: tuple[Any, ...]) -> _Outcome:
@@ -137,8 +150,8 @@ class GroupWriter:
 
     def _landed(self, batch: _Batch, outcome: _Outcome) -> None:
         self._flying.remove(batch)
-        if isinstance(outcome.error, WriterGone):
-            log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), outcome.detail)
+        if self._gathering is not None and len(self._flying) < self.in_flight:  # it waited for room: send it
+            batch.future.get_loop().call_soon(self._launch)  # after this turn's resumed writers add theirs
         batch.future.set_result(outcome)
         if self.after_commit is not None and outcome.error is None:
             self.after_commit(self.commits)
