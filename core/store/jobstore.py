@@ -23,7 +23,7 @@ from core.errors import StoreError
 from core.store import transitions as ops
 from core.store.checkpoints import WRITER_BACKSTOP_PAGES, Checkpointer
 from core.store.opening import StoreLock, check_place, connect, explain, refusal
-from core.store.process import WriterProcess
+from core.store.process import WriterProcess, cpu_seconds
 from core.store.rows import JobRecord, ModelStats, quota_refusal, start_of_day, to_job, to_record
 from core.store.writer import GroupWriter, describe
 from core.store.writes import finish_args, insert_args, update_params
@@ -63,6 +63,12 @@ class JobStore:
         """The writer process's id while it runs (its limits, e.g. ``RLIMIT_FSIZE``, are the ones writes meet)."""
         process = self._process.process
         return process.pid if process is not None else None
+
+    @property
+    def writer_cpu(self) -> float:
+        """CPU seconds the writer process has used so far (Linux; 0.0 where unknown), for benchmarks."""
+        pid = self.writer_pid
+        return 0.0 if pid is None else cpu_seconds(pid)
 
     @property
     def writes(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import pickle
 import resource
 import socket
@@ -174,6 +175,15 @@ class WriterProcess:
         process, self.process = self.process, None
         if process is not None:
             await asyncio.get_running_loop().run_in_executor(None, _reap, process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` from ``/proc`` (0.0 where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _message(ops: list[tuple[Any, tuple[Any, ...]]]) -> tuple[int, list[tuple[Any, tuple[Any, ...]]]]:
