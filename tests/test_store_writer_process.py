@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import StoreError
+from core.errors import StoreError, StoreOpenError
 from core.store import JobStore
 from core.store.child import Writer
+from core.store.process import WriterProcess
 from core.store.transitions import OPS
 from tests.test_store_durability import ROOT, disk_full, make_job, rows
 
@@ -144,3 +145,17 @@ def test_after_a_failure_of_the_file_the_rest_of_a_batch_is_not_tried(tmp_path):
     assert answer[0] == "ok" and set(answer[2]) == {0, 1, 2}
     assert answer[2][2][1] == "SQLITE_FULL" and answer[2][2][4].endswith("(diagnosed)")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (0,)
+
+
+async def test_a_writer_process_that_cannot_start_refuses_the_store_and_frees_the_file(tmp_path, monkeypatch):
+    def spawn(self, fd, fds):
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], pass_fds=fds)
+
+    monkeypatch.setattr(WriterProcess, "_spawn", spawn)
+    store = JobStore(tmp_path / "jobs.db")
+    with pytest.raises(StoreOpenError) as caught:
+        await store.open()
+    await store.close()
+    assert "writer process cannot be started" in caught.value.user_message
+    monkeypatch.undo()
+    assert await _stored(tmp_path / "jobs.db", "nothing") is False  # the lock was given back

@@ -4,7 +4,8 @@ One socket carries both ways: a framed pickle per batch out, one per answer back
 event loop itself (no thread hop). The child is a fresh interpreter that loads only ``child.py``,
 ``transitions.py`` and ``faults.py`` (standard library), holds the store's lock file with the parent
 (so no other SakaiBot takes the file while its last batch lands), and inherits this process's
-limits and ignored signals (``RLIMIT_FSIZE``, ``SIGXFSZ``) as they are when it starts.
+ignored signals (``SIGXFSZ``); every batch carries this process's ``RLIMIT_FSIZE`` as it is now,
+which the child applies before writing.
 """
 
 from __future__ import annotations
@@ -122,15 +123,18 @@ class WriterProcess:
         try:
             fds = (theirs.fileno(), *(() if lock_fd is None else (lock_fd,)))
             self.process = await loop.run_in_executor(None, self._spawn, theirs.fileno(), fds)
-        finally:
             theirs.close()
-        answers = _Answers()
-        await loop.create_unix_connection(lambda: answers, sock=mine)
-        self._answers = answers
-        hello = await self.ask(None)
-        if hello[0] != "ready":
-            await self.stop()
-            raise rebuild(hello[1])
+            answers = _Answers()
+            await loop.create_unix_connection(lambda: answers, sock=mine)
+            self._answers = answers
+            hello = await self.ask(None)
+            if hello[0] != "ready":
+                raise rebuild(hello[1])
+        except BaseException:
+            await self.stop()  # the transport first, if it took the socket; closing twice is harmless
+            theirs.close()
+            mine.close()
+            raise
 
     def _spawn(self, fd: int, fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-I", "-S", "-c", BOOT, str(HERE), str(fd), str(self.path), str(self.busy_timeout),
