@@ -192,7 +192,7 @@ def _arrived(sock: socket.socket) -> list[Any]:
 
 
 def _file_size_limit(soft: int) -> None:
-    """The parent's ``RLIMIT_FSIZE`` as it is now: its writes meet the limits they met on its own thread."""
+    """The parent's ``RLIMIT_FSIZE`` as it is now: its writes meet the limit they would meet in the parent."""
     current, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != current:
         with contextlib.suppress(ValueError, OSError):  # above this process's hard limit: keep its own
