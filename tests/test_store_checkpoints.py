@@ -36,12 +36,16 @@ async def test_committed_rows_reach_the_database_file_through_background_checkpo
     assert _rows_in_main_file(tmp_path / "jobs.db", tmp_path) == [(make_job(n).id,) for n in range(6)]
 
 
+def autocheckpoint(conn: sqlite3.Connection) -> int:
+    """Run by the writer process, on its own connection (sent by reference)."""
+    return int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+
 async def test_the_writer_checkpoints_itself_only_as_a_backstop(tmp_path):
     store = JobStore(tmp_path / "jobs.db")
     await store.open()
     try:
-        assert store._writer.conn is not None
-        assert store._writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WRITER_BACKSTOP_PAGES
+        assert await store._writer.write(autocheckpoint) == WRITER_BACKSTOP_PAGES
         await store.enqueue(make_job(1), None)
         assert store._checkpoints.runs == 0  # below the threshold nothing runs: no thread work per commit
     finally:

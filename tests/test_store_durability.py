@@ -119,10 +119,19 @@ async def test_a_locked_database_refuses_after_busy_timeout_and_works_once_relea
 
 
 # ---------------------------------------------------------------- one failing statement fails its batch only
-async def test_a_write_failing_on_its_own_fails_alone_and_its_batch_commits(store, tmp_path):
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO no_such_table VALUES (1)")
+def broken(conn: sqlite3.Connection) -> None:
+    """A write that fails on its own (run by the writer process, sent by reference)."""
+    conn.execute("INSERT INTO no_such_table VALUES (1)")
 
+
+def disk_full(conn: sqlite3.Connection) -> None:
+    """A write failing as SQLite does when the file cannot grow (run by the writer process)."""
+    error = sqlite3.OperationalError("database or disk is full")
+    error.sqlite_errorname = "SQLITE_FULL"  # what SQLite reports when the file cannot grow
+    raise error
+
+
+async def test_a_write_failing_on_its_own_fails_alone_and_its_batch_commits(store, tmp_path):
     outcomes = await asyncio.gather(store.enqueue(make_job(1), None), store._writer.write(broken),
                                     store.enqueue(make_job(2), None), return_exceptions=True)
     assert outcomes[0] is None and outcomes[2] is None  # the other users' writes are not refused
@@ -132,11 +141,6 @@ async def test_a_write_failing_on_its_own_fails_alone_and_its_batch_commits(stor
 
 
 async def test_a_failure_of_the_file_fails_its_whole_batch_and_leaves_the_connection_usable(store, tmp_path):
-    def disk_full(conn: sqlite3.Connection) -> None:
-        error = sqlite3.OperationalError("database or disk is full")
-        error.sqlite_errorname = "SQLITE_FULL"  # what SQLite reports when the file cannot grow
-        raise error
-
     outcomes = await asyncio.gather(store.enqueue(make_job(1), None), store._writer.write(disk_full),
                                     store.enqueue(make_job(2), None), return_exceptions=True)
     assert all(isinstance(outcome, StoreError) for outcome in outcomes)

@@ -1,9 +1,11 @@
 """The job store: every job in a SQLite file, so a restart loses nothing.
 
-All SQLite work runs on one dedicated thread, never on the event loop. Writes go through a group
-writer: many jobs' transitions share one transaction, and each ``await`` returns only once its
-write is committed (or raises ``StoreError``). Reads use the same thread and connection. While a
-store is open, an advisory lock keeps every other SakaiBot process off the file.
+No SQLite work runs on the event loop. Writes go through a group writer to a writer process
+(``child.py``), so their CPU runs on another core than the loop's: many jobs' transitions share
+one transaction, and each ``await`` returns only once its write is committed (or raises
+``StoreError``). Opening (checks, migrations) and reads run on one thread here, with their own
+connection (WAL lets it read while the writer writes). While a store is open, an advisory lock
+keeps every other SakaiBot process off the file.
 """
 
 from __future__ import annotations
@@ -14,17 +16,17 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import StoreError
 from core.store import transitions as ops
-from core.store.checkpoints import Checkpointer
-from core.store.faults import diagnose
-from core.store.opening import StoreLock, check_place, connect, refusal
+from core.store.checkpoints import WRITER_BACKSTOP_PAGES, Checkpointer
+from core.store.opening import StoreLock, check_place, connect, explain, refusal
+from core.store.process import WriterProcess, cpu_seconds
 from core.store.rows import JobRecord, ModelStats, quota_refusal, start_of_day, to_job, to_record
 from core.store.writer import GroupWriter, describe
+from core.store.writes import finish_args, insert_args, update_params
 from core.types import Job
 
 T = TypeVar("T")
@@ -43,7 +45,9 @@ class JobStore:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakaibot-store")
-        self._writer = GroupWriter(self._executor, partial(diagnose, self.path))
+        self._process = WriterProcess(self.path, busy_timeout, WRITER_BACKSTOP_PAGES)
+        self._writer = GroupWriter(self._process, self._restart_writer)
+        self._conn: sqlite3.Connection | None = None  # opening and reads, on the store thread
         self._checkpoints = Checkpointer(self.path)
         self._lock = StoreLock(self.path)
         self._closed = False
@@ -55,6 +59,18 @@ class JobStore:
         return self._writer.commits
 
     @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id while it runs (its limits, e.g. ``RLIMIT_FSIZE``, are the ones writes meet)."""
+        process = self._process.process
+        return process.pid if process is not None else None
+
+    @property
+    def writer_cpu(self) -> float:
+        """CPU seconds the writer process has used so far (Linux; 0.0 where unknown), for benchmarks."""
+        pid = self.writer_pid
+        return 0.0 if pid is None else cpu_seconds(pid)
+
+    @property
     def writes(self) -> int:
         """Writes committed so far."""
         return self._writer.writes
@@ -63,7 +79,13 @@ class JobStore:
     async def open(self) -> None:
         """Open (creating) the file, check it and bring its schema up to date; ``StoreOpenError`` if unusable."""
         loop = asyncio.get_running_loop()
-        self._writer.conn = await loop.run_in_executor(self._executor, self._open)
+        self._conn = await loop.run_in_executor(self._executor, self._open)
+        try:
+            await self._process.start(self._lock.fd)
+        except (sqlite3.Error, OSError) as exc:
+            await self._shut()
+            raise explain(self.path, exc) if isinstance(exc, sqlite3.Error) else refusal(
+                self.path, f"its writer process cannot be started ({exc})", "Check the Python installation") from exc
         await self._checkpoints.open()
         self._writer.after_commit = self._checkpoints.committed
         self._banned = {row[0] for row in await self._select("SELECT user_key FROM bans")}
@@ -88,12 +110,25 @@ class JobStore:
         self._closed = True
         await self._writer.drain()
         self._writer.closed = True
-        await self._checkpoints.close()  # before the writer's connection: the last to close checkpoints all
-        conn, self._writer.conn = self._writer.conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._lock.release)
+        await self._shut()
         self._executor.shutdown(wait=False)
+
+    async def _shut(self) -> None:
+        """The writer process, the checkpoints, then the reading connection (the last to close checkpoints all)."""
+        loop = asyncio.get_running_loop()
+        await self._process.stop()
+        await self._checkpoints.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await loop.run_in_executor(self._executor, conn.close)
+        await loop.run_in_executor(self._executor, self._lock.release)
+
+    async def _restart_writer(self) -> None:
+        """After the writer process died (``probe`` and every later write come here): a new one."""
+        if self._closed or self._conn is None:
+            raise StoreError(detail="the job store is closed")
+        await self._process.stop()
+        await self._process.start(self._lock.fd)
 
     # ------------------------------------------------------------------ plumbing
     async def _read(self, func: Callable[..., T], *args: Any) -> T:
@@ -103,7 +138,7 @@ class JobStore:
             raise StoreError(detail=describe(exc)) from exc
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        conn = self._writer.conn
+        conn = self._conn
         if conn is None:
             raise sqlite3.OperationalError("the job store is not open")
         return conn.execute(sql, params).fetchall()
@@ -124,12 +159,12 @@ class JobStore:
         return await self._read(self._jobs, sql, params, results)
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
-        return int(await self._writer.write(ops.execute, sql, params))
+        return int(await self._writer.write("execute", sql, params))
 
     # ------------------------------------------------------------------ the job lifecycle (durable writes)
     async def enqueue(self, job: Job, daily_quota: int | None) -> None:
         """Insert ``job``'s row, within ``daily_quota`` (checked and reserved in the same transaction)."""
-        left = await self._writer.write(ops.insert, job, daily_quota)
+        left = await self._writer.write("insert", *insert_args(job, daily_quota))
         if left is not None:
             raise quota_refusal(daily_quota or 0, job.model, left=left)
 
@@ -139,13 +174,11 @@ class JobStore:
 
     async def update(self, job: Job) -> None:
         """State, enhanced prompt, generation, attempts or timings changed."""
-        values = (job.state.value, job.enhanced_prompt, job.generation, job.attempts, dict(job.timings), job.id)
-        await self._writer.write(ops.update, values)
+        await self._execute(ops.UPDATE_SQL, update_params(job))
 
     async def finish(self, job: Job) -> None:
         """The final state, its error or result metadata; a done job's image bytes until ``mark_delivered``."""
-        values, image = ops.finish_values(job)
-        await self._writer.write(ops.finish, values, image)
+        await self._writer.write("finish", *finish_args(job))
 
     async def suspend(self, job: Job) -> None:
         """A graceful stop: the job waits as queued for the next start (not a crash)."""
@@ -153,7 +186,7 @@ class JobStore:
 
     async def recover(self, max_crashes: int) -> list[str]:
         """At start-up: rows a dead process left running count a crash; the ids failed for reaching ``max_crashes``."""
-        failed: list[str] = await self._writer.write(ops.recover, max_crashes)
+        failed: list[str] = await self._writer.write("recover", max_crashes)
         return failed
 
     async def begin_delivery(self, job_id: str) -> bool:
@@ -165,24 +198,24 @@ class JobStore:
 
     async def note_delivery(self, job_id: str, fields: dict[str, str]) -> None:
         """Merge ``fields`` into the job's stored delivery target (where the platform answers it)."""
-        await self._writer.write(ops.note_delivery, job_id, fields)
+        await self._writer.write("note_delivery", job_id, fields)
 
     async def mark_delivered(self, job_id: str) -> bool:
         """Record delivery once; ``False`` if it was already recorded (never deliver twice)."""
-        return bool(await self._writer.write(ops.mark_delivered, job_id, time.time()))
+        return bool(await self._writer.write("mark_delivered", job_id, time.time()))
 
     async def prune(self, retention_days: float) -> int:
         """Delete finished rows (and kept bytes) older than ``retention_days``; how many rows went."""
         cutoff, total = time.time() - retention_days * 86400, 0
         while True:
-            deleted = int(await self._writer.write(ops.prune, cutoff, PRUNE_CHUNK))
+            deleted = int(await self._writer.write("prune", cutoff, PRUNE_CHUNK))
             total += deleted
             if deleted < PRUNE_CHUNK:
                 return total
 
     async def probe(self) -> None:
         """A tiny real write and commit: returns only if writes work (again); ``StoreError`` otherwise."""
-        await self._writer.write(ops.heartbeat, os.getpid())
+        await self._writer.write("heartbeat", os.getpid())
 
     # ------------------------------------------------------------------ the old whole-row writes
     # ------------------------------------------------------------------ reads

@@ -72,6 +72,12 @@ STEPS: tuple[str, ...] = (
         PRIMARY KEY (job_id, idx)
     );
     """,
+    # 6: one index per user, not two: every insert wrote a page of each (a user's jobs are spread over the
+    #    file), and commits cost what they write. jobs_by_day (platform, user_id, model, created_at) serves the
+    #    daily quota as before; /history finds a user's rows through its (platform, user_id) prefix and sorts them
+    """
+    DROP INDEX jobs_by_user;
+    """,
 )
 LATEST = len(STEPS)
 

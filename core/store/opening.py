@@ -19,6 +19,7 @@ from core.errors import StoreOpenError
 from core.store.checkpoints import WRITER_BACKSTOP_PAGES
 from core.store.migrations import LATEST, migrate, version
 
+ORPHAN_WAIT = 5.0  # seconds to wait for the writer process of a lock holder that died (it exits at once)
 ACCESS = "Give the bot's user read and write access to the file and its folder, or choose another [store] path"
 MOVE_AWAY = ("Restore it from a backup, or move it away so that a new, empty store is created "
              "(the jobs and history in it are then lost)")
@@ -52,6 +53,12 @@ class StoreLock:
         self.path = os.path.realpath(f"{db_path}.lock")
         self.held = False
 
+    @property
+    def fd(self) -> int | None:
+        """The lock file's descriptor while held (the writer process inherits it, and the lock with it)."""
+        held = self._held.get(self.path) if self.held else None
+        return held[0] if held else None
+
     def acquire(self) -> None:
         """Take the lock, or raise ``StoreOpenError`` naming the process that has it."""
         with self._guard:
@@ -77,16 +84,34 @@ class StoreLock:
         except OSError as exc:
             raise refusal(self.db_path, f"its lock file {self.path} cannot be created ({exc.strerror})",
                           ACCESS) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _holder(fd)
-            os.close(fd)
-            raise refusal(self.db_path, f"another SakaiBot process{holder} is using it",
-                          "Stop that process first, or give this one its own [store] path") from exc
+        deadline = time.monotonic() + ORPHAN_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                holder = _holder(fd)
+                if _alive(holder) or time.monotonic() > deadline:
+                    os.close(fd)
+                    raise refusal(self.db_path, f"another SakaiBot process{holder} is using it",
+                                  "Stop that process first, or give this one its own [store] path") from exc
+                time.sleep(0.02)  # its holder died: its writer process ends once its last batch lands
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
+
+
+def _alive(holder: str) -> bool:
+    """Whether the process named by ``_holder`` runs (unknown counts as running: refuse as before)."""
+    if not holder:
+        return True
+    try:
+        os.kill(int(holder.strip(" ()").removeprefix("pid ")), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
 
 
 def _holder(fd: int) -> str:

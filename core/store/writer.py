@@ -1,57 +1,44 @@
 """Group commit: every write of the job store, gathered into as few SQLite transactions as possible.
 
-Writes submitted while a transaction is in flight wait together and run in the next one
-(``BEGIN IMMEDIATE`` … ``COMMIT``) on the store's single thread. Each batch costs one hop to the
-thread and one back; every writer resumes only after the ``COMMIT`` that holds its write, so an
-acknowledged write is durable. Each write runs under its own savepoint: a write that fails on its
-own (a bad value, a constraint) fails only its writer; a failure the whole file shares (a full
-disk, a failed ``COMMIT``) fails the whole batch. Either way ``StoreError``, and the connection
-stays usable.
+Writes submitted in one turn of the event loop go together as one batch, sent at once to the
+writer process (``child.py``) as one message of op names and plain values; batches sent while a
+transaction runs there share the next transaction. Every writer resumes
+only after the ``COMMIT`` that holds its write, so an acknowledged write is durable. A write that
+fails on its own fails only its writer; a failure the whole file shares (a full disk, a failed
+``COMMIT``, a lock held past ``busy_timeout``, the writer process dying) fails the whole batch.
+Either way ``StoreError``; the next batch starts a new writer process if the last one died.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import sqlite3
-from collections.abc import Callable
-from concurrent.futures import Executor
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from core.errors import StoreError
+from core.store.child import describe, shared
+from core.store.process import WriterGone, WriterProcess, rebuild
 
+__all__ = ["GroupWriter", "describe", "shared"]
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Op = Callable[..., Any]  # runs on the store thread inside the batch's transaction: op(conn, *args)
+# Batches sent and not yet answered, at most. Two: the writer process always has the next batch when it
+# commits one (it merges what has arrived), and the loop gathers writes meanwhile instead of paying a
+# message per turn (best of 1, 2 and unbounded in the engine benchmark: 2, by ~5%).
+IN_FLIGHT = 2
+Op = Any  # an op name of ``transitions.OPS``, or a module-level function (pickled by reference): op(conn, *args)
 
 
 class _Outcome:
-    """What the thread hands back for a batch: each write's result, or the error that failed them all."""
+    """What the writer process answered for a batch: each write's result, or the error that failed them all."""
 
-    __slots__ = ("detail", "error", "results")
+    __slots__ = ("detail", "error", "failures", "results")
 
-    def __init__(self, results: list[Any] | None, error: BaseException | None, detail: str = "") -> None:
-        self.results, self.error = results, error
+    def __init__(self, results: list[Any] | None, error: BaseException | None, detail: str = "",
+                 failures: dict[int, tuple[Exception, str]] | None = None) -> None:
+        self.results, self.error, self.failures = results, error, failures or {}
         self.detail = detail or (describe(error) if error is not None else "")
-
-
-class _Failed:
-    """One write that failed on its own, inside a batch that committed the others."""
-
-    __slots__ = ("detail", "error")
-
-    def __init__(self, error: BaseException) -> None:
-        self.error, self.detail = error, describe(error)
-
-
-SHARED_FAILURES = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY",
-                             "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CANTOPEN"})
-
-
-def _shared(exc: BaseException) -> bool:
-    """A failure of the file or the connection, not of one write's values: it fails the whole batch."""
-    name = str(getattr(exc, "sqlite_errorname", ""))
-    return any(name.startswith(prefix) for prefix in SHARED_FAILURES)
 
 
 class _BatchFuture(asyncio.Future[_Outcome]):
@@ -76,34 +63,20 @@ class _Batch:
         self.future = _BatchFuture(loop=loop)
 
 
-def describe(exc: BaseException) -> str:
-    """SQLite's own words for a failure, with its error name (``SQLITE_FULL: database or disk is full``)."""
-    name = getattr(exc, "sqlite_errorname", None)
-    return f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
-
-
-def rollback(conn: sqlite3.Connection) -> None:
-    """Undo an open transaction without ever hiding the error that made it necessary."""
-    if not conn.in_transaction:  # SQLite already rolled back (after SQLITE_FULL, an I/O error, ...)
-        return
-    try:
-        conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
-        log.warning("job store: rollback failed: %s", describe(exc))
-
-
 class GroupWriter:
-    """Runs writes in shared transactions on ``executor`` (one thread) against ``conn``."""
+    """Sends writes in shared transactions to the writer process, batches in flight in order."""
 
-    def __init__(self, executor: Executor, diagnose: Callable[[BaseException], str] = lambda exc: "") -> None:
-        self.conn: sqlite3.Connection | None = None
+    def __init__(self, process: WriterProcess, restart: Callable[[], Awaitable[None]]) -> None:
+        self.process = process
         self.commits = 0  # transactions committed: writes / commits is the mean batch size
         self.writes = 0
         self.closed = False
-        self._executor = executor
-        self._diagnose = diagnose
+        self._restart = restart  # starts the writer process again after it died
         self._gathering: _Batch | None = None
-        self._flying: _Batch | None = None
+        self._flying: collections.deque[_Batch] = collections.deque()  # sent, in order, not yet answered
+        self._restarting = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = IN_FLIGHT
         self.after_commit: Callable[[int], None] | None = None  # told the commit count when a batch lands
 
     async def write(self, op: Op, *args: Any) -> Any:
@@ -114,78 +87,82 @@ class GroupWriter:
         if batch is None:
             loop = asyncio.get_running_loop()
             batch = self._gathering = _Batch(loop)
-            if self._flying is None:
-                loop.call_soon(self._launch)
+            loop.call_soon(self._launch)
         index = len(batch.ops)
         batch.ops.append((op, args))
         outcome = await batch.future
         if outcome.error is not None:
             raise StoreError(detail=outcome.detail) from outcome.error
-        result = outcome.results[index]  # type: ignore[index]
-        if isinstance(result, _Failed):
-            raise StoreError(detail=result.detail) from result.error
-        return result
+        failed = outcome.failures.get(index) if outcome.failures else None
+        if failed is not None:
+            raise StoreError(detail=failed[1]) from failed[0]
+        return outcome.results[index]  # type: ignore[index]
 
     async def drain(self) -> None:
         """Wait until every submitted write has landed."""
-        while (batch := self._gathering or self._flying) is not None:
+        while (batch := self._gathering or (self._flying[-1] if self._flying else None)) is not None:
             await batch.future
 
     def _launch(self) -> None:
         batch = self._gathering
-        if batch is None or self._flying is not None:
+        if batch is None or len(self._flying) >= self.in_flight:
             return
-        self._gathering, self._flying = None, batch
+        self._gathering = None
+        self._flying.append(batch)
+        if self.process.alive and not self._restarting.locked():
+            self.process.send(batch.ops, lambda answer, exc: self._answered(batch, answer, exc))
+        else:
+            task = asyncio.get_running_loop().create_task(self._restart_and_send(batch))
+            self._tasks.add(task)  # referenced until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
+
+    async def _restart_and_send(self, batch: _Batch) -> None:
         try:
-            self._executor.submit(self._execute, batch, asyncio.get_running_loop())
-        except RuntimeError as exc:  # the thread was shut down
-            self._landed(batch, _Outcome(None, exc))
+            async with self._restarting:  # in order: the batches that found it dead wait for one new process
+                if not self.process.alive:
+                    await self._restart()
+            answer = await self.process.request(batch.ops)
+        except Exception as exc:  # the process cannot be started: this batch fails, the next one tries again
+            self._failed(batch, exc)
+        else:
+            self._landed(batch, self._outcome(batch, answer))
+
+    def _answered(self, batch: _Batch, answer: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            self._failed(batch, exc)
+        else:
+            self._landed(batch, self._outcome(batch, answer))
+
+    def _failed(self, batch: _Batch, exc: BaseException) -> None:
+        """No answer from the writer process (it died, or could not start): the whole batch fails."""
+        outcome = _Outcome(None, exc, _gone(exc))
+        log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), outcome.detail)
+        self._landed(batch, outcome)
+
+    def _outcome(self, batch: _Batch, answer: tuple[Any, ...]) -> _Outcome:
+        if answer[0] == "failed":
+            info = answer[1]
+            log.error("job store: a transaction of %d write(s) failed: %s", len(batch.ops), info[4])
+            return _Outcome(None, rebuild(info), info[4])
+        _, results, failures, commits = answer
+        self.commits += commits
+        self.writes += len(batch.ops) - len(failures)
+        if not failures:
+            return _Outcome(results, None)
+        for info in failures.values():
+            log.error("job store: a write failed on its own and was undone: %s", info[4])
+        return _Outcome(results, None, failures={i: (rebuild(info), info[4]) for i, info in failures.items()})
 
     def _landed(self, batch: _Batch, outcome: _Outcome) -> None:
-        self._flying = None
+        self._flying.remove(batch)
+        if self._gathering is not None and len(self._flying) < self.in_flight:  # it waited for room: send it
+            batch.future.get_loop().call_soon(self._launch)  # after this turn's resumed writers add theirs
         batch.future.set_result(outcome)
         if self.after_commit is not None and outcome.error is None:
             self.after_commit(self.commits)
-        if self._gathering is not None:  # gathered during the flight: after this turn's resumed writers add theirs
-            batch.future.get_loop().call_soon(self._launch)
-
-    # ------------------------------------------------------------ on the store thread
-    def _execute(self, batch: _Batch, loop: asyncio.AbstractEventLoop) -> None:
-        outcome = self._commit(batch.ops)
-        try:
-            loop.call_soon_threadsafe(self._landed, batch, outcome)
-        except RuntimeError:  # the loop is gone: nobody is waiting any more
-            log.debug("job store: a batch landed after its event loop closed")
-
-    def _commit(self, ops: list[tuple[Op, tuple[Any, ...]]]) -> _Outcome:
-        conn = self.conn
-        if conn is None:
-            return _Outcome(None, StoreError(detail="the job store is not open"))
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            results = [_one(conn, op, args) for op, args in ops]
-            conn.execute("COMMIT")
-        except Exception as exc:  # a statement or the commit failed: the whole batch did
-            rollback(conn)
-            detail = describe(exc) + self._diagnose(exc)
-            log.error("job store: a transaction of %d write(s) failed: %s", len(ops), detail)
-            return _Outcome(None, exc, detail)
-        self.commits += 1
-        self.writes += len(ops)
-        return _Outcome(results, None)
 
 
-def _one(conn: sqlite3.Connection, op: Op, args: tuple[Any, ...]) -> Any:
-    """Run one write under its own savepoint; its own failure is undone and returned, a shared one raised."""
-    conn.execute("SAVEPOINT one_write")
-    try:
-        result = op(conn, *args)
-    except Exception as exc:
-        if _shared(exc):
-            raise
-        conn.execute("ROLLBACK TO one_write")
-        conn.execute("RELEASE one_write")
-        log.error("job store: a write failed on its own and was undone: %s", describe(exc))
-        return _Failed(exc)
-    conn.execute("RELEASE one_write")
-    return result
+def _gone(exc: BaseException) -> str:
+    """The detail of a batch the writer process could not answer."""
+    return f"{describe(exc)} (the writes of this batch may or may not have been committed)" if isinstance(
+        exc, WriterGone) else describe(exc)
