@@ -19,7 +19,9 @@ from core.store import JobStore
 from core.store.child import Writer
 from core.store.process import WriterProcess
 from core.store.transitions import OPS
-from tests.test_store_durability import ROOT, disk_full, make_job, rows
+from tests.test_store_durability import ROOT, disk_full, make_job, rows, store
+
+__all__ = ["store"]  # the durability tests' fixture: a store with a short busy_timeout
 
 
 def die(conn: sqlite3.Connection) -> None:
@@ -34,14 +36,6 @@ def gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")
-
-
-@pytest.fixture
-async def store(tmp_path):
-    opened = JobStore(tmp_path / "jobs.db", busy_timeout=0.2)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_writer_dying_mid_batch_fails_its_writers_and_the_next_write_starts_another(store, tmp_path):

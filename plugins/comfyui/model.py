@@ -30,7 +30,7 @@ from core import (
 from core.http import send
 from core.imaging import checked_image
 from plugins.comfyui.errors import map_prompt_error
-from plugins.comfyui.results import first_image, history_entry, missing_checkpoints, raise_for_status
+from plugins.comfyui.results import first_image, history_entry, json_object, missing_checkpoints, raise_for_status
 from plugins.comfyui.run import PromptRun
 from plugins.comfyui.settings import ComfyUISettings
 from plugins.comfyui.uploads import upload_inputs
@@ -108,7 +108,7 @@ class ComfyUIModel(ImageModel):
         response = await self._send("POST", "/prompt", json=body, timeout=60)
         if response.status_code != 200:
             raise map_prompt_error(response.status_code, response.text)
-        answered = _json(response).get("prompt_id")
+        answered = json_object(response).get("prompt_id")
         if not isinstance(answered, str):
             raise BackendUnavailable(detail=f"/prompt answered without a prompt_id: {response.text[:200]}")
         return answered
@@ -126,7 +126,7 @@ class ComfyUIModel(ImageModel):
             log.warning("%s: could not cancel prompt %s: %s", self.name, run.prompt_id, exc)
 
     async def _is_running(self, prompt_id: str) -> bool:
-        running = _json(await self._send("GET", "/queue", timeout=CANCEL_TIMEOUT)).get("queue_running") or []
+        running = json_object(await self._send("GET", "/queue", timeout=CANCEL_TIMEOUT)).get("queue_running") or []
         return any(isinstance(item, list) and len(item) > 1 and item[1] == prompt_id for item in running)
 
     async def _wait_in_history(self, prompt_id: str) -> None:
@@ -141,7 +141,7 @@ class ComfyUIModel(ImageModel):
         response = await self._send("GET", f"/history/{prompt_id}", timeout=30)
         if response.status_code != 200:
             raise map_prompt_error(response.status_code, response.text)
-        return history_entry(_json(response), prompt_id)
+        return history_entry(json_object(response), prompt_id)
 
     async def _result(self, prompt_id: str, request: GenerationRequest) -> Image:
         entry = await self._history(prompt_id)
@@ -167,7 +167,8 @@ class ComfyUIModel(ImageModel):
             return CheckResult(CheckStatus.UNREACHABLE, exc.detail or exc.user_message)
         if missing:
             return CheckResult(CheckStatus.MISCONFIGURED, f"checkpoint(s) not on the server: {', '.join(missing)}")
-        return CheckResult(CheckStatus.OK, f"reachable; {_device(_json(response))}; workflow {self.workflow.source}")
+        device = _device(json_object(response))
+        return CheckResult(CheckStatus.OK, f"reachable; {device}; workflow {self.workflow.source}")
 
     async def _missing_checkpoints(self) -> list[str]:
         graph = self.workflow.fill(self.values(_SAMPLE))
@@ -175,7 +176,9 @@ class ComfyUIModel(ImageModel):
         if not wanted:
             return []
         response = await self._send("GET", "/object_info/CheckpointLoaderSimple", timeout=15)
-        return missing_checkpoints(_json(response), [str(w) for w in wanted]) if response.status_code == 200 else []
+        if response.status_code != 200:
+            return []
+        return missing_checkpoints(json_object(response), [str(w) for w in wanted])
 
     async def aclose(self) -> None:
         """Close the websocket session."""
@@ -222,12 +225,6 @@ def _handshake_error(exc: aiohttp.WSServerHandshakeError) -> SakaiError:
     return BackendUnavailable(f"{SERVICE} cannot be reached right now. Please try again later.", detail=detail)
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _device(stats: dict[str, Any]) -> str:

@@ -1,11 +1,22 @@
-"""Reading ComfyUI's ``/history`` and ``/object_info`` answers."""
+"""Reading ComfyUI's answers: JSON bodies, ``/history`` and ``/object_info``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from core import InvalidImage
 from plugins.comfyui.errors import interrupted, map_execution_error
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; ``{}`` for anything else (not JSON, or a list), which every caller treats as empty."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def history_entry(body: dict[str, Any], prompt_id: str) -> dict[str, Any]:

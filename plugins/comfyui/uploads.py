@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 
 from core import BackendAuthError, BackendUnavailable, GenerationRequest, InvalidRequest, SakaiError
+from plugins.comfyui.results import json_object
 from plugins.image_inputs import extension, sized_mask, white_mask
 
 Send = Callable[..., Awaitable[httpx.Response]]
@@ -45,7 +45,7 @@ async def _upload(send: Send, filename: str, data: bytes, mime: str) -> str:
                           data={"type": "input", "overwrite": "true"}, timeout=60)
     if response.status_code != 200:
         raise _upload_error(response)
-    body = _json(response)
+    body = json_object(response)
     name, subfolder = body.get("name"), body.get("subfolder") or ""
     if not isinstance(name, str) or not name:
         raise BackendUnavailable(detail=f"/upload/image answered without a name: {response.text[:200]}")
@@ -62,11 +62,3 @@ def _upload_error(response: httpx.Response) -> SakaiError:
     if response.status_code >= 500:
         return BackendUnavailable(detail=detail)
     return InvalidRequest(f"The image server did not accept the picture (HTTP {response.status_code}).")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
