@@ -19,6 +19,7 @@ Hierarchy::
     ├── ConfigError                the configuration is invalid (names every bad key)
     │   └── StoreOpenError         the job store file cannot be used (path, reason, what to do)
     ├── StoreError                 the job store could not save or read (retryable)
+    │   ├── StoreUncertain         the writer process died before answering: the write may have been saved
     │   └── StoreUnavailable       the store is failing; the engine admits nothing until it recovers
     └── BackendError               the model backend failed
         ├── BackendUnavailable     unreachable, 5xx, out of capacity (retryable)
@@ -164,6 +165,12 @@ class StoreError(SakaiError):
 
     default_message = "I couldn't save your request just now. Please try again in a moment."
     retryable = True
+
+
+class StoreUncertain(StoreError):
+    """The store's writer process died after the write was sent and before it answered: the write may or
+    may not have been committed. Shown like any ``StoreError``; the engine ends such a refused request's
+    row before it takes new requests again, so the refusal holds (see ``StoreHealth``)."""
 
 
 class StoreUnavailable(StoreError):

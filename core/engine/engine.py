@@ -45,6 +45,7 @@ from core.errors import (
     QueueFull,
     ServiceStopping,
     StoreError,
+    StoreUncertain,
 )
 from core.hooks.assembly import assemble
 from core.hooks.call import lifecycle
@@ -102,7 +103,8 @@ class Engine:
         self.queue: JobQueue = queue or create_queue(settings, home=self.node, on_change=self._lane_changed)
         self.table = JobTable()
         shared = isinstance(self.queue, RedisQueue)
-        self.events = EventPath(self.table, self.hooks, self, self.store, self.render_error, self.health.failed,
+        journal = self.health.journal(self.store) if self.store else None
+        self.events = EventPath(self.table, self.hooks, self, journal, self.render_error, self.health.failed,
                                 ended=(lambda job: self.limits.release(job)) if shared else None)
         self.admission = Admission(self.models, self.hooks, self, settings.engine, self.table.pending,
                                    self.store.is_banned if self.store else None,
@@ -408,6 +410,8 @@ class Engine:
             await self.store.enqueue(job, quota)
         except StoreError as exc:
             log.error("job store refused a new job: %s", exc)
+            if isinstance(exc, StoreUncertain):  # refused, yet maybe saved: ended before the store is healthy again
+                self.health.refused_unsure(job.id)
             self.health.failed(exc)
             raise
 

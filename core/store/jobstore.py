@@ -14,7 +14,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -212,6 +212,15 @@ class JobStore:
             total += deleted
             if deleted < PRUNE_CHUNK:
                 return total
+
+    async def end_refused(self, job_ids: Collection[str]) -> int:
+        """Requests refused to their users though their rows may be saved (``StoreUncertain``): those still
+        queued are cancelled, in one write, so no restart runs them; how many were."""
+        return int(await self._writer.write("end_refused", sorted(job_ids), time.time()))
+
+    async def finish_again(self, job: Job) -> None:
+        """A final write that failed (or may have), sent again: the row reads as if ``finish`` had landed."""
+        await self._writer.write("finish_again", job.id, *finish_args(job))
 
     async def probe(self) -> None:
         """A tiny real write and commit: returns only if writes work (again); ``StoreError`` otherwise."""

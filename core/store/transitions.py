@@ -21,6 +21,8 @@ RUNNING = ("enhancing", "generating")
 FINISHED = ("done", "failed", "cancelled")
 CRASHED = ("This request stopped the bot {n} times while it was being made, so it was set aside. "
            "Try another prompt or model.")
+REFUSED = ("This request was refused when it was sent (the bot could not confirm it was saved), so it never ran. "
+           "Send it again if you still want it.")
 
 INSERT_SQL = """
 INSERT INTO jobs (id, platform, user_id, chat_id, model, state, attempts, request, generation, enhanced_prompt,
@@ -38,6 +40,9 @@ FINISH_SQL = ("UPDATE jobs SET state = ?, attempts = ?, enhanced_prompt = ?, err
               " started_at = ?, finished_at = ?, updated_at = ? WHERE id = ?")
 KEEP_SQL = "INSERT OR REPLACE INTO pending_results (job_id, idx, data) VALUES (?, ?, ?)"
 SUSPEND_SQL = "UPDATE jobs SET state = 'queued', started_at = NULL, updated_at = ? WHERE id = ?"
+REFUSED_SQL = ("UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, updated_at = ?"
+               " WHERE id = ? AND state = 'queued'")
+UNDELIVERED_ROW_SQL = "SELECT 1 FROM jobs WHERE id = ? AND delivered_at IS NULL"
 
 
 def insert(conn: sqlite3.Connection, quota: tuple[int, int, tuple[Any, ...]] | None, row: tuple[Any, ...],
@@ -65,6 +70,21 @@ def finish(conn: sqlite3.Connection, params: tuple[Any, ...], kept: list[tuple[s
     conn.execute(FINISH_SQL, params)
     if kept:
         conn.executemany(KEEP_SQL, kept)
+
+
+def finish_again(conn: sqlite3.Connection, job_id: str, params: tuple[Any, ...],
+                 kept: list[tuple[str, int, bytes]]) -> None:
+    """A final write that failed, sent again: as ``finish``, but no bytes are kept for a job that was delivered
+    meanwhile (or whose row was never saved), since nothing would ever send or drop them."""
+    conn.execute(FINISH_SQL, params)
+    if kept and conn.execute(UNDELIVERED_ROW_SQL, (job_id,)).fetchone() is not None:
+        conn.executemany(KEEP_SQL, kept)
+
+
+def end_refused(conn: sqlite3.Connection, ids: list[str], now: float) -> int:
+    """Requests refused to their users though their rows may have been saved: those still queued are cancelled,
+    so no restart runs them. How many rows were (one statement per id: no limit on the number of ids)."""
+    return int(conn.executemany(REFUSED_SQL, [(REFUSED, now, now, job_id) for job_id in ids]).rowcount)
 
 
 def recover(conn: sqlite3.Connection, max_crashes: int) -> list[str]:
@@ -119,4 +139,5 @@ def note_delivery(conn: sqlite3.Connection, job_id: str, fields: dict[str, str])
 OPS: dict[str, Callable[..., Any]] = {
     "insert": insert, "execute": execute, "finish": finish, "recover": recover, "prune": prune,
     "mark_delivered": mark_delivered, "heartbeat": heartbeat, "note_delivery": note_delivery,
+    "finish_again": finish_again, "end_refused": end_refused,
 }

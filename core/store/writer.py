@@ -6,7 +6,8 @@ transaction runs there share the next transaction. Every writer resumes
 only after the ``COMMIT`` that holds its write, so an acknowledged write is durable. A write that
 fails on its own fails only its writer; a failure the whole file shares (a full disk, a failed
 ``COMMIT``, a lock held past ``busy_timeout``, the writer process dying) fails the whole batch.
-Either way ``StoreError``; the next batch starts a new writer process if the last one died.
+Either way ``StoreError``; ``StoreUncertain`` when the writer process died before it answered (the
+batch may have committed). The next batch starts a new writer process if the last one died.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.errors import StoreError
+from core.errors import StoreError, StoreUncertain
 from core.store.child import describe, shared
 from core.store.process import WriterGone, WriterProcess, rebuild
 
@@ -92,7 +93,7 @@ class GroupWriter:
         batch.ops.append((op, args))
         outcome = await batch.future
         if outcome.error is not None:
-            raise StoreError(detail=outcome.detail) from outcome.error
+            raise _kind(outcome.error)(detail=outcome.detail) from outcome.error
         failed = outcome.failures.get(index) if outcome.failures else None
         if failed is not None:
             raise StoreError(detail=failed[1]) from failed[0]
@@ -160,6 +161,11 @@ class GroupWriter:
         batch.future.set_result(outcome)
         if self.after_commit is not None and outcome.error is None:
             self.after_commit(self.commits)
+
+
+def _kind(exc: BaseException) -> type[StoreError]:
+    """``StoreUncertain`` when the writer process gave no answer (it may have committed first), else ``StoreError``."""
+    return StoreUncertain if isinstance(exc, WriterGone) else StoreError
 
 
 def _gone(exc: BaseException) -> str:
