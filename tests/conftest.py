@@ -1,15 +1,17 @@
-"""Shared fixtures: an engine with fake models that is always stopped."""
+"""Shared fixtures: an engine with fake models that is always stopped, and real redis-servers."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.engine import Engine
+from tests.redis_server import RedisServer, running_server
 from tests.utils import FakeBackendPlugin, make_engine
 
 # litellm must never try the network from tests; set before anything imports it.
@@ -47,3 +49,15 @@ async def engine_factory() -> AsyncIterator[Callable[..., Any]]:
             if gate is not None:
                 gate.set()
         await engine.stop(grace=1)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server without persistence."""
+    yield from running_server(tmp_path)
+
+
+@pytest.fixture
+def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server with an append-only file synced on every write."""
+    yield from running_server(tmp_path, appendonly=True)

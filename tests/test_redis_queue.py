@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -16,22 +15,10 @@ from core.engine.queue import QueueOrder
 from core.engine.redis_queue import RedisQueue, cancel_all
 from core.errors import QueueFull
 from core.types import GenerationRequest, ImageRequest, InputImage, Job, Requester, Size
-from tests.redis_server import RedisServer, running_server
+from tests.redis_server import RedisServer
 from tests.utils import PNG
 
 BOUND = 20.0  # seconds any single wait in these tests may take before it counts as hung
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server without persistence."""
-    yield from running_server(tmp_path)
-
-
-@pytest.fixture
-def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server with an append-only file synced on every write."""
-    yield from running_server(tmp_path, appendonly=True)
 
 
 QueueFactory = Callable[..., RedisQueue]

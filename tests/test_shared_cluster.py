@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -13,13 +12,7 @@ from core.engine.queue import LaneLoad, QueueOrder
 from core.engine.redis_link import RedisLink
 from core.engine.redis_queue import RedisQueue
 from core.types import GenerationRequest, ImageRequest, Job, Requester, Size
-from tests.redis_server import RedisServer, running_server
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server without persistence."""
-    yield from running_server(tmp_path)
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,10 @@ from core.engine.redis_link import QueueUnavailable, RedisLink
 from core.engine.shared_limits import SharedLimits, create_shared_limits
 from core.errors import QueueFull, QuotaExceeded, RateLimited
 from core.types import GenerationOptions, GenerationRequest, ImageRequest, Job, JobState, Requester, Size
-from tests.redis_server import RedisServer, running_server
+from tests.redis_server import RedisServer
 
 LimitsFactory = Callable[..., SharedLimits]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server without persistence."""
-    yield from running_server(tmp_path)
-
-
-@pytest.fixture
-def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server with an append-only file synced on every write."""
-    yield from running_server(tmp_path, appendonly=True)
 
 
 def _factory(server: RedisServer, made: list[SharedLimits]) -> LimitsFactory:
