@@ -7,7 +7,6 @@ import io
 from collections.abc import AsyncIterator
 from typing import Any
 
-import discord
 import pytest
 from PIL import Image as PILImage
 
@@ -19,19 +18,15 @@ from core.hooks.host import create_plugin_host
 from platforms.discord.files import fit
 from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings
-from tests.fakes.discord import FakeDiscord, user_payload
+from tests.fakes.discord import FakeDiscord, running_fake, user_payload
 
 ALICE, BOB = user_payload(601, "alice"), user_payload(602, "bob")
 
 
 @pytest.fixture
 async def fake(monkeypatch) -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)  # restored after the test
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    yield server
-    await server.stop()
+    async with running_fake(monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture

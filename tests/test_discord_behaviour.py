@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import discord
 import pytest
 
 from core.config import EngineSettings, Settings
@@ -20,7 +19,7 @@ from core.hooks.host import create_plugin_host
 from platforms.discord.platform import TRY_AGAIN, DiscordPlatform
 from platforms.discord.settings import DiscordSettings
 from platforms.discord.target import MOVED
-from tests.fakes.discord import FakeDiscord, user_payload
+from tests.fakes.discord import FakeDiscord, running_fake, user_payload
 
 ALICE, BOB = user_payload(601, "alice"), user_payload(602, "bob")
 EPHEMERAL = 64
@@ -28,12 +27,8 @@ EPHEMERAL = 64
 
 @pytest.fixture
 async def fake(monkeypatch) -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    yield server
-    await server.stop()
+    async with running_fake(monkeypatch) as server:
+        yield server
 
 
 def _engine(tmp_path: Any, latency: float = 0.05, **engine: Any) -> Engine:

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import discord
 import pytest
 
 from core import Image
@@ -21,7 +20,7 @@ from core.types import ImageRequest, Requester
 from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings
 from platforms.discord.target import DiscordTarget
-from tests.fakes.discord import FakeDiscord, snowflake, user_payload
+from tests.fakes.discord import FakeDiscord, running_fake, snowflake, user_payload
 from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, pixels, png
 
 ALICE = user_payload(601, "alice")
@@ -31,12 +30,8 @@ LIMIT = 10 * 1024 * 1024  # the fake's attachment_size_limit, Discord's default
 
 @pytest.fixture
 async def fake(monkeypatch) -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)  # restored after the test
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    yield server
-    await server.stop()
+    async with running_fake(monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from itertools import pairwise
 from typing import Any
 
-import discord
 import pytest
 from PIL import Image as PILImage
 from telethon import types
@@ -46,7 +45,7 @@ from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings
 from platforms.telegram.platform import TelegramPlatform
 from platforms.telegram.settings import TelegramSettings
-from tests.fakes.discord import FakeDiscord, user_payload
+from tests.fakes.discord import FakeDiscord, running_fake, user_payload
 from tests.fakes.telegram import OfflineTelegram, ScaledClock, user
 
 ALICE = user(501, "Alice")
@@ -358,12 +357,8 @@ async def test_telegram_group_previews_stay_inside_the_groups_minute():
 # ---------------------------------------------------------------------- Discord
 @pytest.fixture
 async def fake(monkeypatch) -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    yield server
-    await server.stop()
+    async with running_fake(monkeypatch) as server:
+        yield server
 
 
 async def _discord(fake: FakeDiscord, engine: Engine, clock: Clock, **settings: Any) -> DiscordPlatform:

@@ -12,14 +12,18 @@ files are served from a small CDN route with the ``content_type`` and ``size`` D
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import mimetypes
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import discord
+import pytest
 from aiohttp import web
 
 from tests.fakes import serve_locally
@@ -421,3 +425,17 @@ class FakeDiscord:
     def for_token(self, token: str) -> list[Call]:
         """Every call made with one interaction's token, in order."""
         return [c for c in self.calls if token in c.path]
+
+
+@contextlib.asynccontextmanager
+async def running_fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    """A started fake Discord; discord.py's class-level addresses, which the platform points at it, are
+    restored after the test."""
+    server = await FakeDiscord().start()
+    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
+                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    try:
+        yield server
+    finally:
+        await server.stop()
