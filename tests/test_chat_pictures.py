@@ -13,9 +13,8 @@ from core.chat.conversation import Buttons
 from core.chat.inputs import upscaler
 from core.chat.messages import caption
 from core.engine import Engine
-from core.testing import running_engine
 from core.types import Requester
-from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, PictureModel, pixels, png
+from tests.fakes.picture_model import Admitted, PictureModel, picture_engine, pixels, png
 
 ALICE = Requester(platform="test", user_id="alice", chat_id="c")
 PICTURE = png(200)
@@ -28,9 +27,7 @@ def admitted() -> Admitted:
 
 @pytest.fixture
 async def engine(admitted) -> AsyncIterator[Engine]:
-    config = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
-              "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
-    async with running_engine(config, [admitted]) as started:
+    async with picture_engine(admitted) as started:
         yield started
 
 

@@ -15,13 +15,12 @@ import pytest
 from core import Image
 from core.chat.commands import image_command
 from core.engine import Engine
-from core.testing import running_engine
 from core.types import ImageRequest, Requester
 from platforms.discord.platform import DiscordPlatform
 from platforms.discord.settings import DiscordSettings
 from platforms.discord.target import DiscordTarget
 from tests.fakes.discord import FakeDiscord, running_fake, snowflake, user_payload
-from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, pixels, png
+from tests.fakes.picture_model import Admitted, picture_engine, pixels, png
 
 ALICE = user_payload(601, "alice")
 INPUT = png(30, (96, 80))
@@ -41,9 +40,7 @@ def admitted() -> Admitted:
 
 @pytest.fixture
 async def engine(admitted) -> AsyncIterator[Engine]:
-    config = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
-              "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
-    async with running_engine(config, [admitted]) as started:
+    async with picture_engine(admitted) as started:
         yield started
 
 

@@ -17,12 +17,11 @@ from telethon.tl import functions
 from core import Image
 from core.chat.pacing import RetryAfter
 from core.engine import Engine
-from core.testing import running_engine
 from platforms.telegram.buttons import DATA_LIMIT, decode
 from platforms.telegram.platform import TelegramPlatform
 from platforms.telegram.settings import TelegramSettings
 from platforms.telegram.target import ALBUM_BUTTONS, TelegramTarget
-from tests.fakes.picture_model import BACKEND, TEXT_BACKEND, Admitted, pixels, png
+from tests.fakes.picture_model import Admitted, picture_engine, pixels, png
 from tests.fakes.telegram import OfflineTelegram, user
 
 ALICE = user(501, "Alice")
@@ -40,9 +39,7 @@ async def admitted() -> Admitted:
 
 @pytest.fixture
 async def engine(admitted) -> AsyncIterator[Engine]:
-    config = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
-              "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
-    async with running_engine(config, [admitted]) as started:
+    async with picture_engine(admitted) as started:
         yield started
 
 

@@ -10,7 +10,9 @@ input pictures included.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 from PIL import Image as PILImage
@@ -26,9 +28,13 @@ from core import (
     Progress,
     hookimpl,
 )
+from core.engine import Engine
 from core.interfaces import Size
+from core.testing import running_engine
 
 BACKEND, TEXT_BACKEND = "pictures", "words"
+CONFIG = {"engine": {"default_model": "pic", "max_pending_per_user": 20},
+          "models": {"pic": {"backend": BACKEND}, "words": {"backend": TEXT_BACKEND}}}
 
 
 class PictureModel(ImageModel):
@@ -86,3 +92,10 @@ class Admitted:
     def admit_request(self, request: ImageRequest, model: str, engine: Any) -> None:
         """Remember what was asked."""
         self.requests.append((request, model))
+
+
+@contextlib.asynccontextmanager
+async def picture_engine(admitted: Admitted) -> AsyncIterator[Engine]:
+    """A running engine with ``pic`` (takes pictures; the default) and ``words``, its admissions recorded."""
+    async with running_engine(CONFIG, [admitted]) as started:
+        yield started
