@@ -103,9 +103,8 @@ class Engine:
         self.queue: JobQueue = queue or create_queue(settings, home=self.node, on_change=self._lane_changed)
         self.table = JobTable()
         shared = isinstance(self.queue, RedisQueue)
-        journal = self.health.journal(self.store) if self.store else None
-        self.events = EventPath(self.table, self.hooks, self, journal, self.render_error, self.health.failed,
-                                ended=(lambda job: self.limits.release(job)) if shared else None)
+        self.events = EventPath(self.table, self.hooks, self, self.health.journal(), self.render_error,
+                                self.health.failed, ended=(lambda job: self.limits.release(job)) if shared else None)
         self.admission = Admission(self.models, self.hooks, self, settings.engine, self.table.pending,
                                    self.store.is_banned if self.store else None,
                                    limits=_shared_limits(settings) if shared else None)

@@ -67,9 +67,9 @@ class StoreHealth:
         the store before new requests are taken again (``failed`` is told of the error itself)."""
         self.refused.add(job_id)
 
-    def journal(self, store: JobStore) -> Journal:
-        """``store`` as the event path's journal: a final write that fails is kept here, to be sent again."""
-        return Journal(store, self.unfinished)
+    def journal(self) -> Journal | None:
+        """The store as the event path's journal (``None`` without one): a failed final write is kept here."""
+        return None if self.store is None else Journal(self.store, self.unfinished)
 
     def start(self, retention_days: float) -> None:
         """Begin pruning rows older than ``retention_days``."""
